@@ -1,0 +1,1 @@
+"""Augmentations that make the views of self-supervised methods."""

@@ -1,0 +1,1 @@
+"""Reading, pairing, splitting and sampling histology images."""

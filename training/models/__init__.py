@@ -1,0 +1,1 @@
+"""Network parts: the UNet encoder and decoder, and MLP heads."""
