@@ -45,24 +45,30 @@ def register_encoder(
     score: float | None = None,
     score_name: str | None = None,
     client: MlflowClient | None = None,
+    run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ):
     """Register a logged encoder as a new version of ``unet-encoder-<method>`` (or ``name``).
 
-    The first version of a model also gets the alias ``champion``; later versions
-    leave it where it is until the ``promote`` entry point measures them.
+    ``run_id`` is the run that logged the encoder (default: the active run); it gets
+    the tags ``registered_model_name`` and ``registered_model_version``. The first
+    version of a model also gets the alias ``champion``; later versions leave it where
+    it is until the ``promote`` entry point measures them.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
-    run_id = mlflow.active_run().info.run_id
+    run_id = run_id or mlflow.active_run().info.run_id
     tags = lineage_tags(method, stains, dataset_digest, config, run_id)
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
+    tags.update(extra_tags or {})
     version = register_version(
         model_info.model_uri, name, run_id, tags,
         description=f"{method} encoder pre-trained on stains {stains} (run {run_id}).",
         model_id=getattr(model_info, "model_id", None), client=client,
     )
-    mlflow.set_tags({"registered_model_name": name, "registered_model_version": version.version})
+    client.set_tag(run_id, "registered_model_name", name)
+    client.set_tag(run_id, "registered_model_version", version.version)
     if alias_version(name, CHAMPION, client) is None:
         set_alias(name, CHAMPION, version.version, client)
     return version
