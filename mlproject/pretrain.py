@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+import keras
 import mlflow
 
 from mlproject.common import UsageError, demo_paths, entry_run, optional, parser
@@ -47,18 +49,28 @@ def resolve_config(args) -> dict:
     return configuration.resolve(args.method, args.config, overrides)
 
 
-def run(args) -> None:
-    if args.method not in available():
-        raise UsageError(f"method={args.method!r} is not available; choose one of {', '.join(available())}.")
-    config = resolve_config(args)
-    data_dir = optional(args.data_dir)
-    if data_dir is None:
-        data_dir, _ = demo_paths()
-        logger.info("No data_dir given: pre-training on the scikit-image IHC demo image in %s.", data_dir)
-        mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
-    stain = optional(args.stain)
-    mlflow.set_tags({"method": args.method, "stains": stain or "all"})
-    log_config(config, {"data_dir": str(data_dir), "method": args.method})
+@dataclass
+class PretrainingRun:
+    """A method model trained in the active run, with what registering its encoder needs."""
+
+    run_id: str
+    config: dict
+    method: str
+    model: keras.Model
+    history: dict
+    checkpoints: CheckpointLogger
+    stains: str
+    dataset_digest: str
+
+
+def train_encoder(config: dict, method_name: str, data_dir, stain: str | None, callbacks=()) -> PretrainingRun:
+    """Log the inputs of a pre-training run, then train ``method_name`` in the active run.
+
+    ``callbacks`` run after the tracking callbacks, so they see every epoch's logged
+    metrics. The model keeps the weights of the epoch with the lowest ``val_loss``.
+    """
+    mlflow.set_tags({"method": method_name, "stains": stain or "all"})
+    log_config(config, {"data_dir": str(data_dir), "method": method_name})
 
     data, train = config["data"], config["train"]
     images = load_unlabelled(
@@ -71,33 +83,56 @@ def run(args) -> None:
         mlflow.set_tag("stains", ",".join(images.domains))
 
     set_seed(int(train["seed"]))
-    method = get_method(args.method)
+    method = get_method(method_name)
     model = method.build_model(config)
     datasets = make_crop_datasets(images, method, config)
     compile_method_model(model, config)
 
     view_1, view_2 = next(iter(datasets.validation))
-    figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{args.method}: two random views per patch")
+    figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{method_name}: two random views per patch")
     mlflow.log_figure(figure, "figures/views.png")
     close(figure)
 
     run_id = mlflow.active_run().info.run_id
     checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-    history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
-    figure = learning_curves_figure(history.history, title=f"{args.method} pre-training")
+    history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
+    figure = learning_curves_figure(history.history, title=f"{method_name} pre-training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
     close(figure)
     log_json(history.history, "history.json")
+    return PretrainingRun(run_id, config, method_name, model, history.history, checkpoints, stain or ",".join(images.domains), digest)
 
-    info = log_keras_model(model.encoder, "encoder", encoder_signature(model.encoder))
+
+def log_encoder(trained: PretrainingRun):
+    """Log the trained encoder to the active run; return the ModelInfo."""
+    return log_keras_model(trained.model.encoder, "encoder", encoder_signature(trained.model.encoder))
+
+
+def register_trained_encoder(trained: PretrainingRun, info, name: str | None = None, extra_tags: dict | None = None):
+    """Register the run's logged encoder with its lineage and best ``val_loss`` as the score."""
+    return register_encoder(
+        info, method=trained.method, stains=trained.stains, dataset_digest=trained.dataset_digest, config=trained.config,
+        name=name, score=trained.checkpoints.best, score_name="best_val_loss", run_id=trained.run_id, extra_tags=extra_tags,
+    )
+
+
+def run(args) -> None:
+    if args.method not in available():
+        raise UsageError(f"method={args.method!r} is not available; choose one of {', '.join(available())}.")
+    config = resolve_config(args)
+    data_dir = optional(args.data_dir)
+    if data_dir is None:
+        data_dir, _ = demo_paths()
+        logger.info("No data_dir given: pre-training on the scikit-image IHC demo image in %s.", data_dir)
+        mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
+
+    trained = train_encoder(config, args.method, data_dir, optional(args.stain))
+    info = log_encoder(trained)
     register_as = optional(args.register_as) if args.register_as.strip().lower() != "none" else "none"
     if register_as == "none":
         logger.info("register_as=none: the encoder is logged as %s but not registered.", info.model_uri)
         return
-    register_encoder(
-        info, method=args.method, stains=stain or ",".join(images.domains), dataset_digest=digest, config=config,
-        name=register_as, score=checkpoints.best, score_name="best_val_loss",
-    )
+    register_trained_encoder(trained, info, register_as)
 
 
 def main(argv=None) -> None:
