@@ -31,7 +31,8 @@ def test_pretrain_registers_encoder_with_lineage(tracking_store, tmp_path, multi
     assert "16" in version.tags["stains"].split(",")
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
-    assert "loss" in run.data.metrics and "val_loss" in run.data.metrics
+    assert "loss" in run.data.metrics
+    assert "val_loss" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert "figures/views.png" in artifacts
     assert run.inputs.dataset_inputs, "the unlabelled dataset is logged as an input"
@@ -49,7 +50,7 @@ def test_segment_reports_f1_per_stain(tracking_store, tmp_path, bupt):
     assert MlflowClient().get_registered_model("unet-glomeruli").latest_versions
 
 
-def test_main_chains_children_and_loads_encoder_by_alias_elsewhere(tracking_store, tmp_path, monkeypatch):
+def test_main_chains_children_and_alias_loads(tracking_store, tmp_path, monkeypatch):
     monkeypatch.setenv("KIDNEY_SSL_DEMO_DIR", str(tmp_path / "demo"))
     mlflow_run("main", tmp_path)
     (parent,) = _runs("main")
