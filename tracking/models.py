@@ -40,23 +40,6 @@ def requirements() -> list[str]:
     return [f"tensorflow=={tf.__version__}"]
 
 
-def log_keras_model(
-    model: keras.Model, name: str, signature: ModelSignature, metadata: dict | None = None, pip_requirements: list[str] | None = None,
-):
-    """Log ``model`` to the active run as a Keras flavour model; return the ModelInfo.
-
-    Without ``pip_requirements`` MLflow infers them by loading the model in a
-    subprocess (20 to 30 s per model measured on a 2-core CPU machine), and
-    ``tensorflow`` is added. Callers that log many models in one environment can pass
-    the list recorded with the first one (:func:`logged_requirements`).
-    """
-    if pip_requirements is not None:
-        return mlflow.keras.log_model(model, name=name, signature=signature, pip_requirements=pip_requirements, metadata=metadata)
+def log_keras_model(model: keras.Model, name: str, signature: ModelSignature, metadata: dict | None = None):
+    """Log ``model`` to the active run as a Keras flavour model; return the ModelInfo."""
     return mlflow.keras.log_model(model, name=name, signature=signature, extra_pip_requirements=requirements(), metadata=metadata)
-
-
-def logged_requirements(model_uri: str) -> list[str]:
-    """Return the pip requirements recorded with a logged model."""
-    path = mlflow.pyfunc.get_model_dependencies(model_uri, format="pip")
-    with open(path, encoding="utf-8") as handle:
-        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
