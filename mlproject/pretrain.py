@@ -63,11 +63,14 @@ class PretrainingRun:
     dataset_digest: str
 
 
-def train_encoder(config: dict, method_name: str, data_dir, stain: str | None, callbacks=()) -> PretrainingRun:
+def train_encoder(
+    config: dict, method_name: str, data_dir, stain: str | None, callbacks=(), monitor: str = "val_loss", mode: str = "min",
+) -> PretrainingRun:
     """Log the inputs of a pre-training run, then train ``method_name`` in the active run.
 
     ``callbacks`` run after the tracking callbacks, so they see every epoch's logged
-    metrics. The model keeps the weights of the epoch with the lowest ``val_loss``.
+    metrics. The model keeps the weights of the epoch with the best ``monitor`` value
+    (lowest for ``mode="min"``, highest for ``"max"``).
     """
     mlflow.set_tags({"method": method_name, "stains": stain or "all"})
     log_config(config, {"data_dir": str(data_dir), "method": method_name})
@@ -94,7 +97,7 @@ def train_encoder(config: dict, method_name: str, data_dir, stain: str | None, c
     close(figure)
 
     run_id = mlflow.active_run().info.run_id
-    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
+    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor=monitor, mode=mode)
     history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
     figure = learning_curves_figure(history.history, title=f"{method_name} pre-training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
@@ -108,11 +111,11 @@ def log_encoder(trained: PretrainingRun):
     return log_keras_model(trained.model.encoder, "encoder", encoder_signature(trained.model.encoder))
 
 
-def register_trained_encoder(trained: PretrainingRun, info, name: str | None = None, extra_tags: dict | None = None):
-    """Register the run's logged encoder with its lineage and best ``val_loss`` as the score."""
+def register_trained_encoder(trained: PretrainingRun, info, name: str | None = None):
+    """Register the run's logged encoder with its lineage, scored by the best monitored value."""
     return register_encoder(
         info, method=trained.method, stains=trained.stains, dataset_digest=trained.dataset_digest, config=trained.config,
-        name=name, score=trained.checkpoints.best, score_name="best_val_loss", run_id=trained.run_id, extra_tags=extra_tags,
+        name=name, score=trained.checkpoints.best, score_name=f"best_{trained.checkpoints.monitor}", run_id=trained.run_id,
     )
 
 

@@ -148,11 +148,10 @@ def evaluate_and_log_model(trained: SegmentationRun):
     return evaluation, info
 
 
-def register_segmentation(trained: SegmentationRun, evaluation, info, name: str, extra_tags: dict | None = None):
-    """Register the run's logged model as a version of ``name`` with its lineage tags."""
-    client = MlflowClient()
-    run_tags = client.get_run(trained.run_id).data.tags
-    tags = {
+def lineage_tags(trained: SegmentationRun, evaluation) -> dict[str, str]:
+    """Tags a registered segmentation model carries: what made it, from which data, its score."""
+    run_tags = MlflowClient().get_run(trained.run_id).data.tags
+    return {
         "method": run_tags.get("method", "baseline"),
         "stains": ",".join(trained.stains),
         "dataset_digest": trained.dataset_digest,
@@ -160,8 +159,13 @@ def register_segmentation(trained: SegmentationRun, evaluation, info, name: str,
         "encoder": run_tags.get("encoder", "none"),
         "label_fraction": str(trained.config["segment"]["label_fraction"]),
         "test_f1": f"{evaluation.pooled:.6g}",
-        **(extra_tags or {}),
     }
+
+
+def register_segmentation(trained: SegmentationRun, evaluation, info, name: str):
+    """Register the run's logged model as a version of ``name`` with its lineage tags."""
+    client = MlflowClient()
+    tags = lineage_tags(trained, evaluation)
     version = register_version(info.model_uri, name, trained.run_id, tags, description="Glomerulus UNet", model_id=info.model_id)
     client.set_tag(trained.run_id, "registered_model_name", name)
     client.set_tag(trained.run_id, "registered_model_version", version.version)
