@@ -79,7 +79,7 @@ class SearchSpace:
     pruner: dict = field(default_factory=dict)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Sample every parameter for ``trial``; return ``{dotted key: value}``."""
+        """Sample every parameter for ``trial`` and return ``{dotted key: value}``."""
         values = {}
         for name, distribution in self.params.items():
             if isinstance(distribution, optuna.distributions.FloatDistribution):
@@ -133,7 +133,7 @@ class SearchSpace:
 
 def _build(registry: dict, kind: str, settings: dict, where: str):
     if kind not in registry:
-        raise ConfigError(f"{where} type {kind!r} is not supported; choose one of {', '.join(sorted(registry))}.")
+        raise ConfigError(f"{where} type {kind!r} is not supported. Choose one of {', '.join(sorted(registry))}.")
     try:
         return registry[kind](**settings)
     except TypeError as error:
@@ -151,16 +151,16 @@ def _distribution_to_spec(distribution) -> dict:
 
 
 def parse_param(name: str, spec: Any, source: str) -> optuna.distributions.BaseDistribution:
-    """Turn one ``params`` entry into an Optuna distribution; raise ConfigError naming the fix."""
+    """Turn one ``params`` entry into an Optuna distribution, or raise ConfigError naming the fix."""
     where = f"Search space {source}: parameter {name!r}"
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ConfigError(f"{where} must be a mapping with a type (float, int or categorical), found {spec!r}.")
     kind = str(spec["type"]).lower()
     if kind not in _SPEC_KEYS:
-        raise ConfigError(f"{where} has type {spec['type']!r}; use float, int or categorical.")
+        raise ConfigError(f"{where} has the invalid type {spec['type']!r}. Use float, int or categorical.")
     unknown = set(spec) - _SPEC_KEYS[kind]
     if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; a {kind} parameter takes {sorted(_SPEC_KEYS[kind])}.")
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}. A {kind} parameter takes {sorted(_SPEC_KEYS[kind])}.")
 
     if kind == "categorical":
         choices = spec.get("choices")
@@ -181,13 +181,13 @@ def parse_param(name: str, spec: Any, source: str) -> optuna.distributions.BaseD
         raise ConfigError(f"{where} has low={spec['low']!r}, high={spec['high']!r}: they must be {kind} numbers.") from None
     log = bool(spec.get("log", False))
     if low > high:
-        raise ConfigError(f"{where} has low={low} above high={high}; swap them.")
+        raise ConfigError(f"{where} has low={low} above high={high}. Swap them.")
     if log and low <= 0:
-        raise ConfigError(f"{where} has log: true with low={low}; a log scale needs low > 0.")
+        raise ConfigError(f"{where} has log: true with low={low}, but a log scale needs low > 0.")
     if log and step is not None:
         raise ConfigError(f"{where} sets both log and step; Optuna samples a log scale without steps, so drop one.")
     if step is not None and step <= 0:
-        raise ConfigError(f"{where} has step={step}; the step must be positive.")
+        raise ConfigError(f"{where} has step={step}, but the step must be positive.")
     if kind == "float":
         return optuna.distributions.FloatDistribution(low, high, log=log, step=step)
     return optuna.distributions.IntDistribution(low, high, log=log, step=step or 1)
@@ -197,7 +197,7 @@ def parse_search_space(content: Mapping, target: str, source: str) -> SearchSpac
     """Validate the content of a search space file for the entry point ``target``."""
     unknown = set(content) - _SECTIONS
     if unknown:
-        raise ConfigError(f"Search space {source} has unknown sections {sorted(unknown)}; use {', '.join(sorted(_SECTIONS))}.")
+        raise ConfigError(f"Search space {source} has unknown sections {sorted(unknown)}. Use {', '.join(sorted(_SECTIONS))}.")
     params = content.get("params") or {}
     if not isinstance(params, Mapping) or not params:
         raise ConfigError(f"Search space {source} has no params: list at least one dotted configuration key under params.")
@@ -209,7 +209,7 @@ def parse_search_space(content: Mapping, target: str, source: str) -> SearchSpac
     if not metric:
         raise ConfigError(f"Search space {source} names no objective metric: set objective.metric, for example val_loss.")
     if direction not in ("maximize", "minimize"):
-        raise ConfigError(f"Search space {source} has objective.direction={direction!r}; use maximize or minimize.")
+        raise ConfigError(f"Search space {source} has objective.direction={direction!r}. Use maximize or minimize.")
 
     for section in ("sampler", "pruner"):
         if not isinstance(content.get(section) or {}, Mapping):
@@ -228,6 +228,6 @@ def parse_search_space(content: Mapping, target: str, source: str) -> SearchSpac
 
 
 def load_search_space(reference: str | None, target: str) -> SearchSpace:
-    """Load a search space by shipped name or file path; empty: ``search_space_<target>``."""
+    """Load a search space by shipped name or file path, by default ``search_space_<target>``."""
     reference = (reference or "").strip() or f"search_space_{target}"
     return parse_search_space(load_overlay(reference), target, reference)
