@@ -1,9 +1,9 @@
 """Optuna searches whose trials are nested MLflow runs.
 
 A study has one parent run and one child run per trial. The parent is the run of the
-worker that created the study; its id is stored in the study's user attributes, so
-every worker that joins the study, and every later resume, nests its trials under the
-same parent. Trial runs end with these statuses:
+worker that created the study. Its id is stored in the study's user attributes, so
+every worker that joins the study and every later resume nest their trials under it.
+Trial runs end with these statuses:
 
 * a complete trial: FINISHED, tag ``tune.state=COMPLETE``;
 * a pruned trial: KILLED, tags ``tune.state=PRUNED`` and ``tune.pruned=true``;
@@ -43,7 +43,7 @@ from tracking.search_space import Objective
 
 logger = logging.getLogger(__name__)
 
-# Run tags written by the search; the UI filters on them, for example
+# Run tags written by the search. The UI filters on them, for example
 # tags.`tune.state` = 'PRUNED'.
 STATE_TAG = "tune.state"
 PRUNED_TAG = "tune.pruned"
@@ -61,8 +61,8 @@ RUN_ID_ATTR = "mlflow_run_id"
 RETRY_HISTORY_ATTR = "retry_history"
 RETRY_OF_ATTR = "failed_trial"
 
-# A running trial records a heartbeat every HEARTBEAT_INTERVAL_S; one silent for
-# GRACE_PERIOD_S belongs to a worker that died, and the next worker fails it.
+# A running trial records a heartbeat every HEARTBEAT_INTERVAL_S. A trial silent for
+# GRACE_PERIOD_S belongs to a worker that died, and the next worker to check fails it.
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
 # An interrupted trial is queued again at most this many times.
@@ -72,7 +72,7 @@ _MAX_TAG_LENGTH = 5000
 
 
 @contextmanager
-def experimental_optuna():
+def silence_experimental_warnings():
     """Run Optuna features marked experimental (heartbeats, stale-trial checks, plots) quietly.
 
     Optuna 5.1 warns on every use of them, and its own optimize loop silences the same
@@ -164,8 +164,9 @@ def open_storage(
 ) -> optuna.storages.RDBStorage:
     """Open an Optuna RDB storage with heartbeats, creating its tables on first use.
 
-    A trial whose worker stops sending heartbeats fails after ``grace_period`` seconds;
-    its MLflow run is closed and its parameters are queued again (``max_retry`` times).
+    A trial whose worker stops sending heartbeats fails after ``grace_period`` seconds.
+    Its MLflow run is then closed and its parameters are queued again, at most
+    ``max_retry`` times.
     Unset arguments take the module's HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S and MAX_RETRY.
     """
     heartbeat_interval = heartbeat_interval or HEARTBEAT_INTERVAL_S
@@ -174,14 +175,14 @@ def open_storage(
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    shown = display_url(url)
+    masked_url = display_url(url)
     if make_url(url).password:
         logger.warning(
             "The storage URL %s contains a password. MLflow logs entry-point parameters as given, "
-            "so pass the password through PGPASSWORD or ~/.pgpass instead.", shown,
+            "so pass the password through PGPASSWORD or ~/.pgpass instead.", masked_url,
         )
     try:
-        with experimental_optuna():
+        with silence_experimental_warnings():
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs={"pool_pre_ping": True},
@@ -190,14 +191,14 @@ def open_storage(
                 heartbeat_stale_trial_callback=StaleTrialHandler(max_retry),
             )
     except (SQLAlchemyError, ImportError) as error:
-        raise StudyStorageError(f"Optuna storage {shown} could not be opened: {error}. Check that the database runs and the URL is right.") from None
+        raise StudyStorageError(f"Optuna storage {masked_url} could not be opened: {error}. Check that the database runs and the URL is right.") from None
 
 
 # Trials and their retries
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial, max_retry: int = MAX_RETRY) -> bool:
-    """Queue ``trial``'s parameters as a new waiting trial; return False past ``max_retry``.
+    """Queue ``trial``'s parameters as a new waiting trial, or return False after ``max_retry`` retries.
 
     The new trial records the trial numbers it replaces under the system attributes
     that Optuna's own retry callback uses (``failed_trial``, ``retry_history``).
@@ -236,8 +237,8 @@ def close_trial_run(run_id: str, status: str, tags: dict[str, str], client: Mlfl
 class StaleTrialHandler:
     """Close the MLflow run of a trial whose worker died, and queue its parameters again."""
 
-    def __init__(self, max_retry: int = MAX_RETRY):
-        self.max_retry = max_retry
+    def __init__(self, max_retry: int | None = None):
+        self.max_retry = MAX_RETRY if max_retry is None else max_retry
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         logger.warning("Trial %d sent no heartbeat for the grace period, so its worker is taken as dead and the trial failed.", trial.number)
@@ -249,7 +250,7 @@ class StaleTrialHandler:
 
 @dataclass(frozen=True)
 class Progress:
-    """Trial counts of a study; ``counted`` is what counts toward ``n_trials``."""
+    """Trial counts of a study, where ``counted`` is the number that counts toward ``n_trials``."""
 
     complete: int
     pruned: int
@@ -351,9 +352,11 @@ def attach_parent_run(
 
     if parent.info.experiment_id != worker.info.experiment_id:
         logger.warning(
-            "This worker's run is in experiment %s, the study's parent run in experiment %s; trials go to the parent's.",
+            "This worker's run is in experiment %s and the study's parent run in experiment %s, so trials go to the parent's.",
             worker.info.experiment_id, parent.info.experiment_id,
         )
+    if study.user_attrs.get(PARENT_RUN_ATTR) != parent_id:
+        study.set_user_attr(PARENT_RUN_ATTR, parent_id)
     for key, value in {ROLE_TAG: "worker", STUDY_TAG: study.study_name, STORAGE_TAG: storage_label, PARENT_TAG: parent_id}.items():
         client.set_tag(worker_run_id, key, value)
     if parent.info.status != "RUNNING":
@@ -413,12 +416,13 @@ class TrialRuns:
             try:
                 value = float(train_trial(trial))
                 if not math.isfinite(value):
-                    raise NonFiniteObjectiveError(f"Trial {trial.number} returned the objective value {value}; a trial's value must be finite.")
-            except optuna.TrialPruned:
-                self._end(trial, "KILLED", {STATE_TAG: "PRUNED", PRUNED_TAG: "true"})
+                    raise NonFiniteObjectiveError(f"Trial {trial.number} returned the objective value {value}, but a trial's value must be finite.")
+            except optuna.TrialPruned as pruned:
+                self._end(trial, "KILLED", {STATE_TAG: "PRUNED", PRUNED_TAG: "true", "tune.pruned_reason": str(pruned)})
                 raise
             except KeyboardInterrupt:
-                self._end(trial, "KILLED", {STATE_TAG: "FAIL", INTERRUPTED_TAG: "true", "error": "Interrupted."})
+                message = "Interrupted by Ctrl-C or SIGTERM, so the search queues the trial's parameters again."
+                self._end(trial, "KILLED", {STATE_TAG: "FAIL", INTERRUPTED_TAG: "true", "error": message})
                 raise
             except Exception as error:
                 # Tag and end the run, then let Optuna decide whether the search goes on.
@@ -440,12 +444,12 @@ def run_worker(
     catch: tuple[type[Exception], ...],
     trial_runs: TrialRuns,
     poll_s: float = 5.0,
-    max_retry: int = MAX_RETRY,
+    max_retry: int | None = None,
 ) -> Progress:
     """Run trials until the study counts ``n_trials``, then wait for other workers' trials.
 
-    Trials that raise one of ``catch`` fail and the search goes on; other errors stop
-    this worker. Waiting lets this worker run the trials that a dead worker leaves
+    Trials that raise one of ``catch`` fail and the search goes on, while other errors
+    stop this worker. Waiting lets this worker run the trials that a dead worker leaves
     behind, once their heartbeats are stale. On Ctrl-C the current trial's parameters
     are queued again before the interrupt propagates.
     """
@@ -453,14 +457,14 @@ def run_worker(
     # trial, so a shared study can end with up to (workers - 1) trials over n_trials.
     announced_wait = False
     while True:
-        with experimental_optuna():
+        with silence_experimental_warnings():
             optuna.storages.fail_stale_trials(study)
         progress = study_progress(study)
         if progress.waiting or progress.counted < n_trials:
             try:
                 study.optimize(objective, n_trials=1, catch=catch, gc_after_trial=True)
             except KeyboardInterrupt:
-                _queue_interrupted_trial(study, trial_runs.current_trial, max_retry)
+                _queue_interrupted_trial(study, trial_runs.current_trial, MAX_RETRY if max_retry is None else max_retry)
                 raise
             continue
         if not progress.running:
@@ -487,7 +491,7 @@ def _queue_interrupted_trial(study: optuna.Study, number: int | None, max_retry:
 
 def _plot(name: str, plot: Callable, study: optuna.Study, **kwargs):
     try:
-        with experimental_optuna():
+        with silence_experimental_warnings():
             axes = plot(study, **kwargs)
     except (ValueError, RuntimeError, ZeroDivisionError) as error:
         logger.warning("Figure %s was not drawn: %s", name, error)
@@ -503,16 +507,22 @@ def study_figures(study: optuna.Study, objective: Objective) -> dict[str, object
     """Draw the optimisation history, parameter importances and per-epoch values of a study."""
     from optuna.visualization import matplotlib as optuna_plots
 
-    figures = {
-        "figures/optimization_history.png": _plot("optimization history", optuna_plots.plot_optimization_history, study, target_name=objective.metric),
-        "figures/param_importances.png": _plot("parameter importances", optuna_plots.plot_param_importances, study, target_name=objective.metric),
-        "figures/intermediate_values.png": _plot("intermediate values", optuna_plots.plot_intermediate_values, study),
-    }
+    trials = study.get_trials(deepcopy=False)
+    figures = {}
+    if any(trial.state == TrialState.COMPLETE for trial in trials):
+        figures["figures/optimization_history.png"] = _plot(
+            "optimization history", optuna_plots.plot_optimization_history, study, target_name=objective.metric,
+        )
+        figures["figures/param_importances.png"] = _plot(
+            "parameter importances", optuna_plots.plot_param_importances, study, target_name=objective.metric,
+        )
+    if any(trial.intermediate_values for trial in trials):
+        figures["figures/intermediate_values.png"] = _plot("intermediate values", optuna_plots.plot_intermediate_values, study)
     return {path: figure for path, figure in figures.items() if figure is not None}
 
 
 def trials_table(study: optuna.Study) -> list[dict]:
-    """One entry per trial: number, state, value, params, run id and retry links."""
+    """Return one entry per trial: number, state, value, params, run id and retry links."""
     table = []
     for trial in study.get_trials(deepcopy=False):
         table.append({
