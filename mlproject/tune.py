@@ -1,9 +1,9 @@
 """Entry point ``tune``: Optuna search over ``segment`` or ``pretrain``, every trial a nested run.
 
 Trials run in this process through the same functions as the two entry points, with a
-pruning callback that sees every epoch's objective metric. Workers that pass the same
-``storage`` and ``study_name`` share one study and one parent run; running the command
-again with them resumes an interrupted search.
+pruning callback that receives every epoch's objective metric. Workers that pass the
+same ``storage`` and ``study_name`` share one study and one parent run. Running the
+command again with them resumes an interrupted search.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from registry.encoders import register_encoder
 from registry.names import SEGMENTATION_MODEL, encoder_model_name
 from registry.versions import register_version
 from tracking import tuning
-from tracking.models import logged_requirements
 from tracking.runs import log_params_once
 from tracking.search_space import SearchSpace, load_search_space
 from training import config as configuration
@@ -47,15 +46,11 @@ MODEL_URI_ATTR = "model_uri"
 MODEL_ID_ATTR = "model_id"
 LINEAGE_ATTR = "lineage"
 
-# MLflow infers the pip requirements of the first model this process logs; later
-# models reuse them, because every trial runs in the same environment.
-_pip_requirements: list[str] = []
-
 
 def parse_args(argv=None):
     p = parser("Search hyperparameters of segment or pretrain with Optuna; every trial is a nested MLflow run.")
     p.add_argument("--target", default="segment", help=f"Entry point to tune: {', '.join(TARGETS)}.")
-    p.add_argument("--n-trials", default="10", help="Trials the study holds when the search ends, over all workers and resumed runs.")
+    p.add_argument("--n-trials", default="10", help="Number of trials in the study when the search ends, counted over all workers and resumed runs.")
     p.add_argument("--storage", default="", help="Optuna RDB storage URL; empty: optuna.db beside MLflow's SQLite file. Give PostgreSQL passwords through PGPASSWORD.")
     p.add_argument("--study-name", default="", help="Study to create or join; empty: a new name <target>-<date>-<time>.")
     p.add_argument("--search-space", default="", help="Search space: a shipped name or a YAML file path; empty: search_space_<target>.")
@@ -73,7 +68,7 @@ def parse_args(argv=None):
 
 @dataclass
 class TuneJob:
-    """What every trial of one worker shares: the target, its data, the search space."""
+    """Settings that every trial of one worker shares: the target, its data, the search space."""
 
     target: str
     task: str
@@ -100,7 +95,7 @@ def parse_n_trials(text: str) -> int:
 def prepare_job(args) -> TuneJob:
     """Check the parameters, the data and the search space before any study exists."""
     if args.target not in TARGETS:
-        raise UsageError(f"target={args.target!r} cannot be tuned; choose one of {', '.join(TARGETS)}.")
+        raise UsageError(f"target={args.target!r} cannot be tuned. Choose one of {', '.join(TARGETS)}.")
     space = load_search_space(args.search_space, args.target)
 
     if args.target == "segment":
@@ -113,7 +108,7 @@ def prepare_job(args) -> TuneJob:
             mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
     else:
         if args.method not in available():
-            raise UsageError(f"method={args.method!r} is not available; choose one of {', '.join(available())}.")
+            raise UsageError(f"method={args.method!r} is not available. Choose one of {', '.join(available())}.")
         task = args.method
         overrides = {"train.epochs": args.epochs}
         data_dir = optional(args.data_dir)
@@ -150,7 +145,7 @@ def prepare_job(args) -> TuneJob:
 
 
 def train_trial(job: TuneJob, trial: optuna.Trial) -> float:
-    """Train one trial of ``job`` in the active run; return its objective value.
+    """Train one trial of ``job`` in the active run and return its objective value.
 
     The value is the best per-epoch value of the objective metric, and the model keeps
     that epoch's weights. A trial that beats every trial completed so far logs its
@@ -180,17 +175,14 @@ def train_trial(job: TuneJob, trial: optuna.Trial) -> float:
 
 
 def _log_candidate_model(job: TuneJob, trial: optuna.Trial, trained) -> None:
-    requirements = list(_pip_requirements) or None
     if job.target == "segment":
-        evaluation, info = evaluate_and_log_model(trained, pip_requirements=requirements)
+        evaluation, info = evaluate_and_log_model(trained)
         trial.set_user_attr(LINEAGE_ATTR, lineage_tags(trained, evaluation))
     else:
-        info = log_encoder(trained, pip_requirements=requirements)
+        info = log_encoder(trained)
         trial.set_user_attr(LINEAGE_ATTR, {"stains": trained.stains, "dataset_digest": trained.dataset_digest, "config": trained.config})
     trial.set_user_attr(MODEL_URI_ATTR, info.model_uri)
     trial.set_user_attr(MODEL_ID_ATTR, info.model_id)
-    if not _pip_requirements:
-        _pip_requirements.extend(logged_requirements(info.model_uri))
 
 
 def register_best(job: TuneJob, best: optuna.trial.FrozenTrial, parent: tuning.ParentRun, client: MlflowClient) -> None:
@@ -204,8 +196,8 @@ def register_best(job: TuneJob, best: optuna.trial.FrozenTrial, parent: tuning.P
         version = existing[0]
         logger.info("The best trial's model is already %s version %s.", job.register_as, version.version)
     else:
-        # NOTE: two workers that finish at the same moment can both pass the check above
-        # and register the same run twice; the second version then duplicates the first.
+        # NOTE: two workers that finish at the same moment can both pass the check above.
+        # The run is then registered twice, and the second version duplicates the first.
         metric = job.space.objective.metric
         tune_tags = {
             "tune_study": parent.study_name,
@@ -232,7 +224,7 @@ def register_best(job: TuneJob, best: optuna.trial.FrozenTrial, parent: tuning.P
 
 
 def open_study(job: TuneJob, storage: optuna.storages.RDBStorage, study_name: str, worker_key: str) -> tuple[optuna.Study, bool]:
-    """Create the study, or load it when it exists; return (study, created)."""
+    """Create the study, or load it when it exists, and return (study, created)."""
     objective = job.space.objective
     sampler, pruner = job.space.build_sampler(), job.space.build_pruner()
     try:
