@@ -133,11 +133,12 @@ def prepare_job(args) -> TuneJob:
     elif not Path(data_dir).is_dir():
         raise UsageError(f"data_dir={data_dir} is not a folder: give the folder of unlabelled images.")
 
-    register_as = optional(args.register_as)
-    if register_as is None:
-        register_as = SEGMENTATION_MODEL if args.target == "segment" else encoder_model_name(args.method)
-    elif register_as.lower() == "none":
+    # optional() maps "none" to None as well, so the raw value tells "none" from empty.
+    register_as = args.register_as.strip()
+    if register_as.lower() == "none":
         register_as = None
+    elif not register_as:
+        register_as = SEGMENTATION_MODEL if args.target == "segment" else encoder_model_name(args.method)
     return TuneJob(
         target=args.target, task=task, overlay=args.config, overrides=overrides, space=space, data_dir=str(data_dir),
         encoder=args.encoder, method=args.method, stain=stain, register_as=register_as,

@@ -247,3 +247,57 @@ def test_stale_trial_retried(tracking_store, tmp_path, aidpath, monkeypatch):
     assert retry.data.tags[tuning.PARENT_TAG] == dead_parent.info.run_id
     assert retry.data.tags["tune.retry_of"] == "0"
     assert client.get_run(dead_parent.info.run_id).info.status == "FINISHED"
+
+
+def test_pretrain_target_registers_encoder(tracking_store, tmp_path, multistain_patches):
+    args = [
+        "--target", "pretrain", "--n-trials", "1", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--study-name", "encoder",
+        "--config", str(TINY_CONFIG), "--epochs", "2", "--data-dir", str(multistain_patches), "--stain", "16",
+    ]
+    tune.main(args)
+
+    study = optuna.load_study(study_name="encoder", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    (trial,) = study.trials
+    assert trial.state == TrialState.COMPLETE
+    version = MlflowClient().get_model_version_by_alias("unet-encoder-simclr", "champion")
+    assert version.run_id == trial.user_attrs[tuning.RUN_ID_ATTR]
+    assert version.tags["stains"] == "16"
+    assert float(version.tags["best_val_loss"]) == pytest.approx(trial.value, rel=1e-5)
+    run = MlflowClient().get_run(version.run_id)
+    assert run.data.tags["entry_point"] == "pretrain"
+    assert "method.projection_head.hidden_units" in run.data.params
+
+
+BAD_PARAMETERS = [
+    (["--target", "udagan"], "cannot be tuned"),
+    (["--epochs", "2", "--search-space", "{space}"], "train.epochs is both set by a parameter and searched"),
+    (["--n-trials", "0"], "at least 1 trial"),
+    (["--labelled-dir", "{missing}"], "missing"),
+]
+
+
+def test_bad_parameters_fail_before_study(tracking_store, tmp_path, aidpath):
+    labelled = subset(aidpath, tmp_path / "labelled")
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  train.epochs: {type: int, low: 1, high: 3}\n")
+    client = MlflowClient()
+    for extra, message in BAD_PARAMETERS:
+        args = ["--labelled-dir", str(labelled), "--storage", f"sqlite:///{tmp_path / 'optuna.db'}"]
+        args += [value.format(space=space, missing=tmp_path / "missing") for value in extra]
+        with pytest.raises(SystemExit) as exit_info:
+            tune.main(args)
+        assert exit_info.value.code == 2, extra
+        run = client.search_runs(["0"], order_by=["attributes.start_time DESC"], max_results=1)[0]
+        assert run.info.status == "FAILED", extra
+        assert message in run.data.tags["error"], extra
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_register_as_none_skips_registry(tmp_path, aidpath):
+    labelled = subset(aidpath, tmp_path / "labelled")
+    args = tune.parse_args(["--labelled-dir", str(labelled), "--register-as", "none"])
+    assert tune.prepare_job(args).register_as is None
+    args = tune.parse_args(["--labelled-dir", str(labelled)])
+    assert tune.prepare_job(args).register_as == "unet-glomeruli"
+    args = tune.parse_args(["--target", "pretrain", "--data-dir", str(tmp_path), "--method", "simclr"])
+    assert tune.prepare_job(args).register_as == "unet-encoder-simclr"
