@@ -197,8 +197,9 @@ def register_best(job: TuneJob, best: optuna.trial.FrozenTrial, parent: tuning.P
         version = existing[0]
         logger.info("The best trial's model is already %s version %s.", job.register_as, version.version)
     else:
-        # NOTE: two workers that finish at the same moment can both pass the check above.
-        # The run is then registered twice, and the second version duplicates the first.
+        # NOTE: two workers whose last trials end at the same moment can both pass the
+        # check above. The run is then registered twice, and the second version
+        # duplicates the first.
         metric = job.space.objective.metric
         tune_tags = {
             "tune_study": parent.study_name,
@@ -279,7 +280,7 @@ def run(args) -> None:
     trial_runs = tuning.TrialRuns(parent, job.target, client, worker_run_id)
     objective = trial_runs.objective(lambda trial: train_trial(job, trial))
     try:
-        progress = tuning.run_worker(study, objective, n_trials, TRIAL_ERRORS, trial_runs)
+        outcome = tuning.run_worker(study, objective, n_trials, TRIAL_ERRORS, trial_runs)
     except KeyboardInterrupt:
         logger.warning("Search interrupted; run the same command again to resume study %s.", study_name)
         tuning.log_study_summary(study, parent, job.space.objective, client)
@@ -287,9 +288,13 @@ def run(args) -> None:
         raise
 
     best = tuning.log_study_summary(study, parent, job.space.objective, client)
+    progress = outcome.progress
     complete = progress.counted >= n_trials and not progress.running and not progress.waiting
     if best is not None and job.register_as and complete:
-        register_best(job, best, parent, client)
+        if outcome.finished_last:
+            register_best(job, best, parent, client)
+        else:
+            logger.info("Another worker finished the study's last trial, so that worker registers the best model.")
     tuning.finish_parent_run(parent, worker_run_id, complete, client)
 
 

@@ -264,6 +264,18 @@ class Progress:
         return self.complete + self.pruned + self.failed
 
 
+@dataclass(frozen=True)
+class WorkerOutcome:
+    """How a worker's loop ended: the study's counts, and whether its own trial finished last.
+
+    ``finished_last`` is False when the worker's last act was waiting for trials of
+    other workers, so the worker of the study's last trial is the one to register.
+    """
+
+    progress: Progress
+    finished_last: bool
+
+
 def study_progress(study: optuna.Study) -> Progress:
     """Count a study's trials by state.
 
@@ -445,7 +457,7 @@ def run_worker(
     trial_runs: TrialRuns,
     poll_s: float = 5.0,
     max_retry: int | None = None,
-) -> Progress:
+) -> WorkerOutcome:
     """Run trials until the study counts ``n_trials``, then wait for other workers' trials.
 
     Trials that raise one of ``catch`` fail and the search goes on, while other errors
@@ -455,7 +467,7 @@ def run_worker(
     """
     # NOTE: two workers that check the count at the same moment may both start a
     # trial, so a shared study can end with up to (workers - 1) trials over n_trials.
-    announced_wait = False
+    announced_wait = waited = False
     while True:
         with silence_experimental_warnings():
             optuna.storages.fail_stale_trials(study)
@@ -466,12 +478,14 @@ def run_worker(
             except KeyboardInterrupt:
                 _queue_interrupted_trial(study, trial_runs.current_trial, MAX_RETRY if max_retry is None else max_retry)
                 raise
+            waited = False
             continue
         if not progress.running:
-            return progress
+            return WorkerOutcome(progress, finished_last=not waited)
         if not announced_wait:
             logger.info("No trials left to start; waiting for %d trial(s) running in other workers.", progress.running)
             announced_wait = True
+        waited = True
         time.sleep(poll_s)
 
 
@@ -589,6 +603,6 @@ def finish_parent_run(parent: ParentRun, worker_run_id: str, complete: bool, cli
 __all__ = [
     "NonFiniteObjectiveError", "ObjectiveMetricError", "StudyStorageError", "PruningCallback",
     "default_storage_url", "display_url", "open_storage", "queue_retry", "close_trial_run", "StaleTrialHandler",
-    "Progress", "study_progress", "best_trial", "ParentRun", "attach_parent_run", "TrialRuns", "run_worker",
+    "Progress", "WorkerOutcome", "study_progress", "best_trial", "ParentRun", "attach_parent_run", "TrialRuns", "run_worker",
     "study_figures", "trials_table", "log_study_summary", "finish_parent_run",
 ]

@@ -1,6 +1,6 @@
 """Two tune workers share one Optuna study in PostgreSQL.
 
-Needs an empty PostgreSQL database that the test may write to, named by
+Needs a PostgreSQL database that the test may write to, named by
 KIDNEY_SSL_TEST_POSTGRES_URL (for example postgresql://tune@127.0.0.1:5432/optuna, with
 any password in PGPASSWORD). Without it the test is skipped.
 """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import mlflow
 import optuna
@@ -233,3 +235,36 @@ def test_summary_logged_to_parent(nested):
     assert run.data.metrics["n_trials_complete"] == 3
     artifacts = {artifact.path for artifact in client.list_artifacts(parent.run_id, "figures")}
     assert artifacts == {"figures/optimization_history.png", "figures/param_importances.png", "figures/intermediate_values.png"}
+
+
+def test_worker_runs_to_n_trials(nested):
+    study, _, trial_runs = nested
+    outcome = tuning.run_worker(study, trial_runs.objective(lambda trial: 0.7), 2, (ValueError,), trial_runs)
+    assert [trial.state for trial in study.get_trials()] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert outcome.progress.counted == 2
+    assert outcome.finished_last
+
+    outcome = tuning.run_worker(study, trial_runs.objective(lambda trial: 0.7), 2, (ValueError,), trial_runs)
+    assert len(study.get_trials()) == 2, "a finished study runs no more trials"
+    assert outcome.finished_last
+
+
+def test_worker_waits_for_other_worker(nested):
+    study, _, trial_runs = nested
+    other = study.ask()
+
+    def finish_other_after_ours():
+        while not any(trial.state == TrialState.COMPLETE for trial in study.get_trials()):
+            time.sleep(0.1)
+        # The worker checks the study right after its own trial, so by now it waits.
+        time.sleep(1.0)
+        study.tell(other, 0.9)
+
+    finisher = threading.Thread(target=finish_other_after_ours)
+    finisher.start()
+    try:
+        outcome = tuning.run_worker(study, trial_runs.objective(lambda trial: 0.7), 2, (ValueError,), trial_runs, poll_s=0.2)
+    finally:
+        finisher.join()
+    assert [trial.state for trial in study.get_trials()] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert not outcome.finished_last, "the other worker's trial ended last"
