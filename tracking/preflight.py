@@ -64,7 +64,7 @@ class _Server:
             return requests.get(f"{self.uri}{endpoint}", **kwargs)
         except requests.Timeout:
             raise TrackingServerError(
-                f"The tracking server at {TRACKING_URI_VARIABLE}={self.uri} did not answer within {self.timeout:.0f} s. "
+                f"The tracking server at {TRACKING_URI_VARIABLE}={self.uri} did not respond within {self.timeout:.0f} s. "
                 f"Check that it is running and that {TRACKING_URI_VARIABLE} names its host and port."
             ) from None
         except requests.ConnectionError as error:
@@ -83,20 +83,30 @@ def _root_cause(error: BaseException) -> str:
 
 def _error_message(response: requests.Response) -> tuple[str, str]:
     """Return MLflow's (error_code, message) from an error response, or ('', the body's start)."""
+    if "html" in response.headers.get("Content-Type", ""):
+        # An error page of the web framework; the server's log has the cause.
+        return "", ""
     try:
         body = response.json()
     except (json.JSONDecodeError, ValueError):
         return "", response.text[:300].strip()
     if not isinstance(body, dict):
         return "", response.text[:300].strip()
-    return str(body.get("error_code", "")), str(body.get("message", ""))
+    return str(body.get("error_code", "")), str(body.get("message", "")).strip().rstrip(".")
+
+
+def _describe(response: requests.Response) -> str:
+    """Return "HTTP <status>" followed by MLflow's error code and message when the response has them."""
+    code, message = _error_message(response)
+    detail = ": ".join(part for part in (code, message) if part)
+    return f"HTTP {response.status_code} {detail}" if detail else f"HTTP {response.status_code}"
 
 
 def _check_credential_pair() -> None:
     username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
     if bool(username) != bool(password):
-        missing, given = (PASSWORD_VARIABLE, USERNAME_VARIABLE) if username else (USERNAME_VARIABLE, PASSWORD_VARIABLE)
-        raise TrackingServerError(f"{given} is set but {missing} is not: basic authentication needs both. Set {missing}.")
+        missing, present = (PASSWORD_VARIABLE, USERNAME_VARIABLE) if username else (USERNAME_VARIABLE, PASSWORD_VARIABLE)
+        raise TrackingServerError(f"{present} is set but {missing} is not: basic authentication needs both. Set {missing}.")
 
 
 def _check_health(server: _Server) -> None:
@@ -126,8 +136,7 @@ def _check_login(server: _Server) -> None:
             f"or set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} to another user."
         )
     if response.status_code != 200:
-        code, message = _error_message(response)
-        raise TrackingServerError(f"The tracking server at {server.uri} failed to search experiments: HTTP {response.status_code} {code} {message}".rstrip())
+        raise TrackingServerError(f"The tracking server at {server.uri} failed to search experiments: {_describe(response)}.")
 
 
 def _artifact_uri(server: _Server) -> tuple[str, str]:
@@ -136,8 +145,7 @@ def _artifact_uri(server: _Server) -> tuple[str, str]:
         response = server.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id})
         if response.status_code == 200:
             return f"run {run_id}", response.json()["run"]["info"]["artifact_uri"]
-        code, message = _error_message(response)
-        raise TrackingServerError(f"MLFLOW_RUN_ID={run_id} cannot be read from {server.uri}: HTTP {response.status_code} {code} {message}. Unset MLFLOW_RUN_ID or fix it.")
+        raise TrackingServerError(f"MLFLOW_RUN_ID={run_id} cannot be read from {server.uri}: {_describe(response)}. Unset MLFLOW_RUN_ID or fix it.")
     experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
     experiment_name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
     if experiment_id:
@@ -154,8 +162,7 @@ def _artifact_uri(server: _Server) -> tuple[str, str]:
         response = server.get("/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"})
         source = "the Default experiment"
     if response.status_code != 200:
-        code, message = _error_message(response)
-        raise TrackingServerError(f"Reading {source} from {server.uri} failed: HTTP {response.status_code} {code} {message}")
+        raise TrackingServerError(f"Reading {source} from {server.uri} failed: {_describe(response)}.")
     return source, response.json()["experiment"]["artifact_location"]
 
 
@@ -187,8 +194,7 @@ def _check_proxied_artifacts(server: _Server, source: str, artifact_uri: str) ->
         fix = f"the server's artifact store settings ({_SERVER_ARTIFACT_VARIABLES})"
     raise TrackingServerError(
         f"The tracking server at {server.uri} cannot reach its artifact store for {source} ({artifact_uri}): "
-        f"HTTP {response.status_code} {code} {message}".rstrip()
-        + f". Fix {fix}. Clients need no S3 keys: the server's artifact proxy uses its own."
+        f"{_describe(response)}. Fix {fix}. Clients need no S3 keys: the server's artifact proxy uses its own."
     )
 
 
@@ -224,9 +230,9 @@ def _check_direct_s3(source: str, artifact_uri: str, timeout: float) -> None:
 def check_tracking_server(tracking_uri: str | None = None, timeout: float = 5.0) -> None:
     """Raise TrackingServerError unless the tracking server can take a run with its artifacts.
 
-    Checks, in order: the credential variables come in pairs; the server answers;
-    it accepts the credentials; its artifact store answers for the run or
-    experiment that this process will log to. Each request waits at most
+    Checks, in order: that the credential variables come in pairs, that the server
+    responds, that it accepts the credentials, and that its artifact store responds
+    for the run or experiment that this process will log to. Each request waits at most
     ``timeout`` seconds and is not retried. Returns at once for URIs that are not
     ``http`` or ``https``.
     """
@@ -251,8 +257,8 @@ def check_tracking_server(tracking_uri: str | None = None, timeout: float = 5.0)
     elif scheme == "s3":
         _check_direct_s3(source, artifact_uri, timeout)
     elif scheme in ("", "file"):
-        # NOTE: legal for a server used from its own machine; anywhere else each client writes
-        # to its own disk and the server never sees the files. Not raised, because it can work.
+        # NOTE: this works for a server used from its own machine only. Elsewhere each client
+        # writes to its own disk, so the files never reach the server. A warning, not an error.
         logger.warning(
             "%s keeps artifacts in the local path %s: other machines will not see them. Start the server with "
             "--serve-artifacts and --artifacts-destination to share them.", source, artifact_uri,

@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         "MLFLOW_FLASK_SERVER_SECRET_KEY from the environment.",
     )
     parser.add_argument("command", choices=("start", "stop", "status", "env", "optuna-url"),
-                        help="start: start what is not running and wait until it answers; stop: stop everything; "
-                        "status: show each component, exit 1 unless all answer; env: print the client variables as "
+                        help="start: start what is not running and wait until it responds; stop: stop everything; "
+                        "status: show each component, exit 1 unless all respond; env: print the client variables as "
                         "shell exports; optuna-url: print the Optuna storage URL.")
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(),
                         help="Directory for the databases, the bucket's data, secrets and logs.")
@@ -41,14 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="On the first start, pick free ports for every component instead of the defaults.")
     parser.add_argument("--workers", type=int, help="MLflow server worker processes (saved setting, else 2).")
     parser.add_argument("--default-permission", dest="default_permission", choices=PERMISSIONS,
-                        help="Permission of users on experiments and models that nobody granted them (saved setting, else READ).")
+                        help="Permission a user has on an experiment or model without an explicit grant (saved setting, else READ).")
     parser.add_argument("--bucket", help="S3 bucket for artifacts (saved setting, else mlflow).")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log each step.")
     return parser
 
 
 def resolve_config(args: argparse.Namespace) -> StackConfig:
-    """The saved settings of ``--state-dir`` (or the defaults), with the options given on the command line."""
+    """Return the saved settings of ``--state-dir`` (or the defaults), updated with the options given on the command line."""
     try:
         config = StackConfig.load(args.state_dir)
         if args.free_ports:
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             statuses = stack.status()
             for status in statuses:
-                state = "ready" if status.ready else ("running, not answering" if status.running else "stopped")
+                if status.ready:
+                    state = "ready"
+                elif status.running:
+                    state = "running, not responding"
+                else:
+                    state = "stopped"
                 print(f"{status.name:<14} {state:<24} {status.address}")
             return 0 if all(status.ready for status in statuses) else 1
         elif args.command == "env":

@@ -56,8 +56,8 @@ class StackConfigError(ValueError):
 def free_port(host: str = "127.0.0.1") -> int:
     """Return a TCP port on ``host`` that was free a moment ago.
 
-    Another process may take it before the stack binds it; starting then fails with
-    the port in the error message, and a retry picks new ports.
+    Another process may take the port before the stack binds it. Starting then fails
+    with the port in the error message, and a retry picks new ports.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
@@ -95,10 +95,10 @@ class SeaweedPorts:
 
 @dataclass
 class StackConfig:
-    """Where the stack keeps its files and which addresses it binds.
+    """Settings of one stack: its state directory, the address it binds and its ports.
 
     Every server binds ``host`` only. The default, 127.0.0.1, keeps the stack on this
-    machine; set it to an address of this machine's network interface to share it.
+    machine. Set it to the address of one of this machine's network interfaces to share it.
     """
 
     state_dir: Path = field(default_factory=default_state_dir)
@@ -120,7 +120,7 @@ class StackConfig:
 
     @classmethod
     def with_free_ports(cls, state_dir: Path, host: str = "127.0.0.1", **settings) -> "StackConfig":
-        """A configuration whose every port was free when it was made, for tests and side-by-side stacks."""
+        """Make a configuration whose ports were all free a moment ago, for tests and side-by-side stacks."""
         return cls(
             state_dir=state_dir, host=host, mlflow_port=free_port(host), postgres_port=free_port(host),
             s3_port=free_port(host), seaweed_ports=SeaweedPorts.free(host), **settings,

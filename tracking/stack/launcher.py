@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ComponentStatus:
-    """Whether one component runs and answers, and where."""
+    """State and address of one component: whether its process runs and whether it responds."""
 
     name: str
     running: bool
@@ -30,7 +30,7 @@ class TrackingStack:
     """PostgreSQL, SeaweedFS and an authenticated MLflow server on one machine.
 
     ``start`` brings up PostgreSQL, then SeaweedFS, then the MLflow server, and
-    returns once each answers a real request. ``stop`` goes in reverse order. The
+    returns once each responds to a real request. ``stop`` goes in reverse order. The
     settings are saved in the state directory, so a later process can call
     ``TrackingStack.load(state_dir).stop()``.
     """
@@ -38,8 +38,8 @@ class TrackingStack:
     def __init__(self, config: StackConfig):
         self.config = config
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        # Other users may pass through (PostgreSQL runs as the user postgres when the
-        # launcher is root) but not list it; secret files inside are mode 0600.
+        # PostgreSQL runs as the user postgres when the launcher is root, so other users may
+        # pass through this directory. They cannot list it, and the secret files are mode 0600.
         self.config.state_dir.chmod(0o711)
         self.secrets = StackSecrets.load_or_create(config.state_dir)
         self.postgres = PostgresServer(config, self.secrets)
@@ -68,7 +68,7 @@ class TrackingStack:
     # Life cycle.
 
     def start(self, environ: dict | None = None) -> None:
-        """Start every component that is not running and wait until each one answers."""
+        """Start every component that is not running and wait until each one responds."""
         admin = AdminCredentials.from_environment(os.environ if environ is None else environ)
         self.config.save()
         self.postgres.start()
@@ -85,7 +85,7 @@ class TrackingStack:
         logger.info("Tracking stack is up: MLFLOW_TRACKING_URI=%s, state in %s.", self.tracking_uri, self.config.state_dir)
 
     def stop(self) -> None:
-        """Stop the MLflow server, SeaweedFS and PostgreSQL; stopping what is not running is no error."""
+        """Stop the MLflow server, SeaweedFS and PostgreSQL. A component that is not running is skipped."""
         errors = []
         for component in (self.mlflow, self.seaweed, self.postgres):
             try:

@@ -38,18 +38,20 @@ _NOT_INHERITED = ("MLFLOW_", "AWS_")
 
 
 def server_command(config: StackConfig) -> list[str]:
-    """The ``mlflow server`` command line; addresses with passwords go in the environment instead."""
+    """Build the ``mlflow server`` command line. Addresses that contain passwords go in the environment instead."""
     return [
         sys.executable, "-m", "mlflow", "server",
         "--host", config.host, "--port", str(config.mlflow_port),
         "--workers", str(config.workers),
         "--app-name", "basic-auth",
         "--serve-artifacts",
+        # Without a limit, uvicorn waits on stop for every client's keep-alive connection to close.
+        "--uvicorn-opts", "--timeout-graceful-shutdown 5",
     ]
 
 
 def auth_config_text(config: StackConfig, postgres: PostgresServer) -> str:
-    """The basic-auth configuration file: the users database and the permission of new users."""
+    """Build the basic-auth configuration file: the users database and the permission of new users."""
     return (
         "[mlflow]\n"
         f"default_permission = {config.default_permission}\n"
@@ -88,13 +90,13 @@ class MlflowServer:
         self.process = ManagedProcess("MLflow server", self.root / "server.pid", self.root / "server.log", marker=marker)
 
     def _write_auth_config(self) -> None:
-        # The file holds the database password, so only the launcher's user may read it.
+        # The file contains the database password, so only the launcher's user may read it.
         descriptor = os.open(self.auth_config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(auth_config_text(self.config, self.postgres))
 
     def is_ready(self) -> bool:
-        """Return True when the server answers its health endpoint."""
+        """Return True when the server's health endpoint responds with HTTP 200."""
         try:
             return requests.get(f"{self.config.tracking_uri}/health", timeout=2).status_code == 200
         except requests.RequestException:

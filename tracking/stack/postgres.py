@@ -1,6 +1,6 @@
 """PostgreSQL from the Debian package as the stack's backend store.
 
-One cluster holds three databases: ``mlflow`` (runs and the model registry),
+One cluster contains three databases: ``mlflow`` (runs and the model registry),
 ``mlflow_auth`` (users and permissions of the server's basic authentication) and
 ``optuna`` (Optuna studies, reached with a role of its own). PostgreSQL refuses to
 run as root, so when the launcher is root the cluster belongs to the OS user
@@ -138,8 +138,8 @@ class PostgresServer:
         if result.returncode != 0:
             raise StackError(f"initdb failed for {self.data_dir} (exit {result.returncode}):\n{result.stdout}{result.stderr}")
         if not _is_loopback(self.config.host):
-            # NOTE: initdb admits TCP clients from loopback only; a stack shared on the network
-            # also admits, with a password, clients on the subnets of this machine's interfaces.
+            # NOTE: initdb admits TCP clients from loopback only. A stack shared on the network also
+            # admits clients on the subnets of this machine's interfaces, with a password.
             with open(self.data_dir / "pg_hba.conf", "a") as hba:
                 hba.write("host all all samenet scram-sha-256\n")
         logger.info("Initialised the PostgreSQL cluster in %s.", self.data_dir)

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 class StackError(RuntimeError):
-    """A stack component that failed to start, answer or stop, with its log and the fix."""
+    """A stack component that failed to start, respond or stop, with its log and the fix."""
 
 
 def read_tail(path: Path, lines: int = 25) -> str:
@@ -115,20 +115,20 @@ class ManagedProcess:
             time.sleep(0.1)
         return self.pid() is None
 
-    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_until(self, check: Callable[[], bool], timeout: float, condition: str) -> None:
         """Poll ``check`` until it returns True; raise StackError if the process exits or time runs out."""
         deadline = time.monotonic() + timeout
         while True:
             if not self.is_running():
                 raise StackError(
-                    f"{self.name} exited while starting, before it was {what}. Its log {self.log_file} ends with:\n"
+                    f"{self.name} exited while starting, before it was {condition}. Its log {self.log_file} ends with:\n"
                     f"{read_tail(self.log_file)}"
                 )
             if check():
                 return
             if time.monotonic() > deadline:
                 raise StackError(
-                    f"{self.name} was not {what} after {timeout:.0f} s. Its log {self.log_file} ends with:\n"
+                    f"{self.name} was not {condition} after {timeout:.0f} s. Its log {self.log_file} ends with:\n"
                     f"{read_tail(self.log_file)}"
                 )
             time.sleep(0.25)

