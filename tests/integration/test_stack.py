@@ -91,7 +91,8 @@ def test_reader_can_read_but_not_write(server_env):
     run = admin.create_run(experiment_id)
     reader, password = f"reader-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
     # New users get the server's default permission, READ, on every experiment.
-    get_app_client("basic-auth", tracking_uri=server_env.uri).create_user(reader, password)
+    auth = get_app_client("basic-auth", tracking_uri=server_env.uri)
+    auth.create_user(reader, password)
 
     api = f"{server_env.uri}/api/2.0/mlflow"
     read = requests.get(f"{api}/experiments/get", params={"experiment_id": experiment_id}, auth=(reader, password), timeout=10)
@@ -104,6 +105,11 @@ def test_reader_can_read_but_not_write(server_env):
     )
     assert log.status_code == 403
     assert admin.get_run(run.info.run_id).data.metrics == {}
+
+    # An explicit EDIT grant on the experiment lifts the restriction.
+    auth.grant_user_permission(reader, "experiment", experiment_id, "EDIT")
+    granted = requests.post(f"{api}/runs/create", json={"experiment_id": experiment_id}, auth=(reader, password), timeout=10)
+    assert granted.status_code == 200
 
 
 def test_s3_rejects_unsigned_and_foreign_keys(tracking_stack):
