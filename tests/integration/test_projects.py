@@ -171,6 +171,8 @@ def test_ui_shows_run_metrics(project_runs, client, tracking_stack):
     assert run.info.run_id in text
     for key in ("test_f1", "val_f1", "val_loss"):
         assert key in text, key
+        # The UI prints the shortest round-trip decimal, as Python's repr does.
+        assert repr(run.data.metrics[key]) in text, (key, run.data.metrics[key])
     assert screenshot.stat().st_size > 10_000
 
 
