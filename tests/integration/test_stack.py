@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -16,6 +19,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import REPO_ROOT
+from tests.integration.conftest import require_program
+from tracking.stack import StackConfig, StackError, TrackingStack
+from tracking.stack.postgres import find_postgres_bindir
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +171,24 @@ def test_optuna_study_lives_in_its_own_database(tracking_stack):
             host=config.host, port=config.postgres_port, user="optuna", password=secrets_.optuna_role_password,
             dbname="mlflow", connect_timeout=5,
         )
+
+
+def test_taken_port_fails_start_with_its_name():
+    require_program(find_postgres_bindir, "PostgreSQL (Debian package postgresql)")
+    state_dir = Path(tempfile.mkdtemp(prefix="tracking-stack-taken-"))
+    environ = {"MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(18), "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(18)}
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        taken_port = occupant.getsockname()[1]
+        stack = TrackingStack(StackConfig.with_free_ports(state_dir, workers=1))
+        stack.config.postgres_port = taken_port
+        try:
+            with pytest.raises(StackError, match="pass another --postgres-port") as error:
+                stack.start(environ=environ)
+        finally:
+            stack.stop()
+            shutil.rmtree(state_dir, ignore_errors=True)
+    assert f"127.0.0.1:{taken_port}" in str(error.value)
+    assert not stack.seaweed.process.is_running()
+    assert not stack.mlflow.process.is_running()

@@ -71,8 +71,8 @@ class TrackingStack:
         """Start every component that is not running and wait until each one responds."""
         admin = AdminCredentials.from_environment(os.environ if environ is None else environ)
         self.config.save()
-        self.postgres.start()
         try:
+            self.postgres.start()
             self.seaweed.start()
             self.mlflow.start(admin)
         except (StackError, OSError):

@@ -219,6 +219,17 @@ class PostgresServer:
     def ensure_databases(self) -> None:
         """Create or update the roles and databases; safe to repeat on every start."""
         import psycopg
+
+        try:
+            self._create_roles_and_databases()
+        except psycopg.Error as error:
+            raise StackError(
+                f"Creating the roles and databases on {self.config.host}:{self.config.postgres_port} failed: {error}. "
+                f"The server log {self.log_file} ends with:\n{read_tail(self.log_file)}"
+            ) from error
+
+    def _create_roles_and_databases(self) -> None:
+        import psycopg
         from psycopg import sql
 
         roles = {TRACKING_ROLE: self.secrets.tracking_role_password, OPTUNA_ROLE: self.secrets.optuna_role_password}
