@@ -1,4 +1,4 @@
-"""What every entry point shares: argument parsing, failure reporting, demo data."""
+"""Shared parts of the entry points: argument parsing, failure reporting, demo data."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0), alpha: floa
 def predictions_figure(samples: list[dict], max_images: int = 4):
     """One row per test image: ground truth over the image, prediction over the image.
 
-    Each sample holds ``image``, ``truth``, ``prediction``, ``name`` and ``f1``.
+    Each sample has the keys ``image``, ``truth``, ``prediction``, ``name`` and ``f1``.
     """
     samples = samples[:max_images]
     figure, axes = plt.subplots(len(samples), 2, figsize=(9, 4.2 * len(samples)), squeeze=False)

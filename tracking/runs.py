@@ -59,7 +59,7 @@ def log_json(content: Any, artifact_file: str) -> None:
 
 
 def scratch_dir(prefix: str) -> Path:
-    """A temporary folder for checkpoints and figures before they are logged."""
+    """Create a temporary folder for checkpoints and figures before they are logged."""
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
