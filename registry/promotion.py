@@ -209,6 +209,8 @@ def promote(
 
     log_comparison(promotions, data)
     # Alias moves come last, after every score is written and the table is logged.
+    # NOTE: no lock spans the decision and the move, so two promotions of one model
+    # running at once can both move the alias, and the later move wins.
     for promotion in promotions:
         if promotion.decision.moved:
             set_alias(promotion.name, alias, promotion.decision.version, client)
@@ -238,8 +240,8 @@ def comparison_rows(promotions: list[Promotion]) -> list[dict]:
                 "method": entry.tags.get("method", ""),
                 "stains": entry.tags.get("stains", ""),
                 "epochs": entry.tags.get("epochs", ""),
-                "score": round(entry.score, 4),
-                "measured": "now" if entry.measured else f"run {entry.record.run_id[:8]}",
+                "score": f"{entry.score:.4f}",
+                "scored_in": "this run" if entry.measured else f"run {entry.record.run_id[:8]}",
                 "protocol": entry.record.protocol,
                 "protocol_key": entry.record.key,
                 "outcome": outcome,

@@ -17,6 +17,11 @@ segmentation when labels are scarce. For every encoder version alike it:
    predicted at full resolution. The test split is never used, so selection leaves
    the study's test scores untouched.
 
+NOTE: a score is one fine-tuning run with one seed. Two randomly initialised encoders
+scored 0.348 and 0.318 on the AIDPATH PAS set (one labelled image) under the
+``selection`` overlay, so a difference of a few hundredths there can come from the
+initial weights alone. Averaging several seeds would need a new protocol name.
+
 Two scores are comparable only under the same protocol key, a digest of the protocol
 name, the resolved fine-tuning configuration and the labelled dataset's content. A
 version scored under another key is re-scored, never compared. docs/registry.md
