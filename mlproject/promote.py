@@ -26,9 +26,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default=ALL_ENCODERS, help="One registered encoder name, or all: every unet-encoder-* model.")
     p.add_argument("--labelled-dir", default="", help="Labelled set to score on: <root>/images/[<stain>/]<name>.<ext> with <root>/masks/... Empty: the scikit-image demo.")
     p.add_argument("--alias", default=CHAMPION, help="Alias to move to the best-scoring version.")
-    p.add_argument("--versions", default="", help="Comma-separated versions of one model to score; empty: every version. The alias holder is always scored.")
+    p.add_argument("--versions", default="", help="Comma-separated versions of one model to score; empty: every version. The version the alias points to is always scored too.")
     p.add_argument("--rescore", default="false", help="true: score again versions that already carry a score under the same protocol key.")
-    p.add_argument("--config", default="small", help="Fine-tuning overlay for the protocol: a shipped name (small, study) or a YAML file path.")
+    p.add_argument("--config", default="small", help="Fine-tuning overlay for the protocol: a shipped name (small, selection, study) or a YAML file path.")
     return p.parse_args(argv)
 
 

@@ -81,10 +81,10 @@ def close(figure) -> None:
 def selection_scores_figure(models: list[dict], title: str, alias: str = "champion"):
     """Plot each model's version scores as bars, one axis per model.
 
-    Each entry holds ``model``, ``scores`` (version to score), ``previous`` (the
-    version that held ``alias`` before) and ``champion`` (the version that holds it
-    now). The holder's bar is filled, the others are outlined, and a dashed line
-    marks the previous holder's score.
+    Each entry has the keys ``model``, ``scores`` (version to score), ``previous``
+    (the version ``alias`` pointed to before) and ``champion`` (the version it points
+    to now). The champion's bar is filled, the others are outlined, and a dashed line
+    marks the previous version's score.
     """
     count = max(1, len(models))
     widest = max((len(entry["scores"]) for entry in models), default=1)
