@@ -42,7 +42,7 @@ def parse_args(argv=None):
         "if it beats the current one. Empty: no scoring.",
     )
     p.add_argument(
-        "--selection-config", default="small",
+        "--selection-config", default="selection",
         help="Fine-tuning overlay of the selection protocol, as promote's config; scores compare only under the same one.",
     )
     return p.parse_args(argv)

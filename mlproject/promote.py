@@ -28,7 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--alias", default=CHAMPION, help="Alias to move to the best-scoring version.")
     p.add_argument("--versions", default="", help="Comma-separated versions of one model to score; empty: every version. The version the alias points to is always scored too.")
     p.add_argument("--rescore", default="false", help="true: score again versions that already carry a score under the same protocol key.")
-    p.add_argument("--config", default="small", help="Fine-tuning overlay for the protocol: a shipped name (small, selection, study) or a YAML file path.")
+    p.add_argument("--config", default="selection", help="Fine-tuning overlay for the protocol: a shipped name (small, selection, study) or a YAML file path.")
     return p.parse_args(argv)
 
 
