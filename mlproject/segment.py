@@ -10,7 +10,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlproject.common import demo_paths, entry_run, optional, parse_bool, parser
-from registry.loading import load_encoder
+from registry.loading import ModelReference, load_encoder, resolve_reference
 from registry.names import SEGMENTATION_MODEL
 from registry.versions import register_version
 from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
@@ -92,13 +92,15 @@ class SegmentationRun:
 
 
 def train_segmentation(
-    config: dict, labelled_dir, encoder: str = "none", callbacks=(), monitor: str = "val_loss", mode: str = "min",
+    config: dict, labelled_dir, encoder: str = "none", resolved: ModelReference | None = None, callbacks=(),
+    monitor: str = "val_loss", mode: str = "min",
 ) -> SegmentationRun:
     """Log the inputs of a segmentation run, then train a UNet in the active run.
 
-    ``callbacks`` run after the tracking callbacks, so they see every epoch's logged
-    metrics. The model keeps the weights of the epoch with the best ``monitor`` value
-    (lowest for ``mode="min"``, highest for ``"max"``).
+    ``encoder`` is the encoder parameter as given and ``resolved`` its resolution (None:
+    train from scratch). ``callbacks`` run after the tracking callbacks, so they see
+    every epoch's logged metrics. The model keeps the weights of the epoch with the
+    best ``monitor`` value (lowest for ``mode="min"``, highest for ``"max"``).
     """
     log_config(config, {"labelled_dir": str(labelled_dir), "encoder": encoder})
     data, train = config["data"], config["train"]
@@ -111,11 +113,9 @@ def train_segmentation(
     files = [p for item in items for p in (item.image_path, item.mask_path)]
     digest = log_dataset(labelled_dir, files, name=f"labelled:{labelled_dir}", context="training")
 
-    encoder_reference = optional(encoder)
     encoder_model = None
-    if encoder_reference:
-        encoder_model, resolved = load_encoder(encoder_reference)
-        mlflow.log_params(resolved.as_params("encoder_resolved"))
+    if resolved is not None:
+        encoder_model, resolved = load_encoder(resolved)
         mlflow.set_tags({"encoder": resolved.uri, "method": resolved.tags.get("method", "unknown")})
     else:
         mlflow.set_tags({"encoder": "none", "method": "baseline"})
@@ -174,13 +174,16 @@ def register_segmentation(trained: SegmentationRun, evaluation, info, name: str)
 
 def run(args) -> None:
     config = resolve_config(args)
+    # Resolve the encoder first, so a wrong name or alias fails before any data is read.
+    encoder_reference = optional(args.encoder)
+    resolved = resolve_reference(encoder_reference) if encoder_reference else None
     labelled_dir = optional(args.labelled_dir)
     if labelled_dir is None:
         _, labelled_dir = demo_paths()
         logger.info("No labelled_dir given: training on the scikit-image IHC demo task in %s.", labelled_dir)
         mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
 
-    trained = train_segmentation(config, labelled_dir, args.encoder)
+    trained = train_segmentation(config, labelled_dir, args.encoder, resolved)
     evaluation, info = evaluate_and_log_model(trained)
     register_as = optional(args.register_as)
     if register_as is None:

@@ -9,6 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from registry.names import CHAMPION, encoder_model_name
+from registry.scores import ScoreRecord
 from registry.versions import alias_version, register_version, set_alias
 from training.config import to_yaml
 
@@ -20,7 +21,11 @@ _MAX_TAG_LENGTH = 5000
 
 
 def lineage_tags(method: str, stains: str, dataset_digest: str, config: dict, run_id: str) -> dict[str, str]:
-    """Tags every encoder version carries: what made it, from which data, in which run."""
+    """Return the tags every encoder version carries: what made it, from which data, in which run.
+
+    The resolved configuration is the tag ``config`` when it fits a tag, and always
+    the source run's artifact ``config.yaml``, named by ``config_artifact``.
+    """
     config_text = to_yaml(config)
     tags = {
         "method": method,
@@ -29,6 +34,7 @@ def lineage_tags(method: str, stains: str, dataset_digest: str, config: dict, ru
         "source_run_id": run_id,
         "epochs": str(config["train"]["epochs"]),
         "config_digest": hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        "config_artifact": f"runs:/{run_id}/config.yaml",
     }
     if len(config_text) <= _MAX_TAG_LENGTH:
         tags["config"] = config_text
@@ -44,16 +50,20 @@ def register_encoder(
     name: str | None = None,
     score: float | None = None,
     score_name: str | None = None,
+    selection: ScoreRecord | None = None,
+    claim_champion: bool = True,
     client: MlflowClient | None = None,
     run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ):
     """Register a logged encoder as a new version of ``unet-encoder-<method>`` (or ``name``).
 
-    ``run_id`` is the run that logged the encoder (default: the active run); it gets
-    the tags ``registered_model_name`` and ``registered_model_version``. The first
-    version of a model also gets the alias ``champion``; later versions leave it where
-    it is until the ``promote`` entry point measures them.
+    ``selection``, a score measured under the selection protocol, is written with the
+    lineage tags at creation. With ``claim_champion`` the first version of a model
+    gets the alias ``champion`` before any measurement, so ``name@champion`` resolves
+    at once. Later versions leave the alias alone until ``promote`` measures them.
+    ``run_id`` is the run that logged the encoder (default: the active run). It gets
+    the tags ``registered_model_name`` and ``registered_model_version``.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
@@ -61,6 +71,8 @@ def register_encoder(
     tags = lineage_tags(method, stains, dataset_digest, config, run_id)
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
+    if selection is not None:
+        tags.update(selection.tags())
     tags.update(extra_tags or {})
     version = register_version(
         model_info.model_uri, name, run_id, tags,
@@ -69,6 +81,6 @@ def register_encoder(
     )
     client.set_tag(run_id, "registered_model_name", name)
     client.set_tag(run_id, "registered_model_version", version.version)
-    if alias_version(name, CHAMPION, client) is None:
+    if claim_champion and alias_version(name, CHAMPION, client) is None:
         set_alias(name, CHAMPION, version.version, client)
     return version
