@@ -24,6 +24,7 @@ from mlproject.common import UsageError, demo_paths, entry_run, optional, parser
 from mlproject.pretrain import log_encoder, train_encoder
 from mlproject.segment import evaluate_and_log_model, lineage_tags, prepare_splits, train_segmentation
 from registry.encoders import register_encoder
+from registry.loading import ModelReference, resolve_reference
 from registry.names import SEGMENTATION_MODEL, encoder_model_name
 from registry.versions import register_version
 from tracking import tuning
@@ -77,6 +78,7 @@ class TuneJob:
     space: SearchSpace
     data_dir: str
     encoder: str = "none"
+    encoder_resolved: ModelReference | None = None
     method: str = "simclr"
     stain: str | None = None
     register_as: str | None = None
@@ -127,9 +129,13 @@ def prepare_job(args) -> TuneJob:
     space.check_keys(base)
 
     stain = optional(args.stain)
+    encoder_resolved = None
     if args.target == "segment":
         # Reports a missing folder, unreadable layout or unknown stain once, not once per trial.
         prepare_splits(data_dir, base)
+        # Every trial fine-tunes the version resolved here, even if the alias moves meanwhile.
+        encoder_reference = optional(args.encoder)
+        encoder_resolved = resolve_reference(encoder_reference) if encoder_reference else None
     elif not Path(data_dir).is_dir():
         raise UsageError(f"data_dir={data_dir} is not a folder: give the folder of unlabelled images.")
 
@@ -141,7 +147,7 @@ def prepare_job(args) -> TuneJob:
         register_as = SEGMENTATION_MODEL if args.target == "segment" else encoder_model_name(args.method)
     return TuneJob(
         target=args.target, task=task, overlay=args.config, overrides=overrides, space=space, data_dir=str(data_dir),
-        encoder=args.encoder, method=args.method, stain=stain, register_as=register_as,
+        encoder=args.encoder, encoder_resolved=encoder_resolved, method=args.method, stain=stain, register_as=register_as,
     )
 
 
@@ -158,7 +164,9 @@ def train_trial(job: TuneJob, trial: optuna.Trial) -> float:
     pruning = tuning.PruningCallback(trial, objective.metric)
     try:
         if job.target == "segment":
-            trained = train_segmentation(config, job.data_dir, job.encoder, callbacks=[pruning], monitor=objective.metric, mode=objective.mode)
+            trained = train_segmentation(
+                config, job.data_dir, job.encoder, job.encoder_resolved, callbacks=[pruning], monitor=objective.metric, mode=objective.mode,
+            )
         else:
             trained = train_encoder(config, job.method, job.data_dir, job.stain, callbacks=[pruning], monitor=objective.metric, mode=objective.mode)
         checkpoints = trained.checkpoints
