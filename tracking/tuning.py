@@ -69,6 +69,8 @@ GRACE_PERIOD_S = 120
 MAX_RETRY = 2
 # MLflow's limit on a tag value (MLflow 3.17.2).
 _MAX_TAG_LENGTH = 5000
+# Attempts to open a storage whose tables another worker creates at the same moment.
+_TABLE_CREATION_ATTEMPTS = 3
 
 
 @contextmanager
@@ -169,29 +171,43 @@ def open_storage(
     ``max_retry`` times.
     Unset arguments take the module's HEARTBEAT_INTERVAL_S, GRACE_PERIOD_S and MAX_RETRY.
     """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+
     heartbeat_interval = heartbeat_interval or HEARTBEAT_INTERVAL_S
     grace_period = grace_period or GRACE_PERIOD_S
     max_retry = MAX_RETRY if max_retry is None else max_retry
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
     masked_url = display_url(url)
     if make_url(url).password:
         logger.warning(
             "The storage URL %s contains a password. MLflow logs entry-point parameters as given, "
             "so pass the password through PGPASSWORD or ~/.pgpass instead.", masked_url,
         )
-    try:
-        with silence_experimental_warnings():
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=StaleTrialHandler(max_retry),
+
+    attempt = 1
+    while True:
+        try:
+            with silence_experimental_warnings():
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=StaleTrialHandler(max_retry),
+                )
+        except (IntegrityError, ProgrammingError) as error:
+            # Workers that open a new database at the same moment all try to create
+            # Optuna's tables, and all but one fail. The tables exist on the next attempt.
+            if attempt >= _TABLE_CREATION_ATTEMPTS:
+                raise StudyStorageError(f"Creating Optuna's tables in {masked_url} failed {attempt} times: {error}.") from None
+            logger.info(
+                "Another worker is creating Optuna's tables in %s, so attempt %d of %d failed. Retrying.",
+                masked_url, attempt, _TABLE_CREATION_ATTEMPTS,
             )
-    except (SQLAlchemyError, ImportError) as error:
-        raise StudyStorageError(f"Optuna storage {masked_url} could not be opened: {error}. Check that the database runs and the URL is right.") from None
+            time.sleep(attempt)
+            attempt += 1
+        except (SQLAlchemyError, ImportError) as error:
+            raise StudyStorageError(f"Optuna storage {masked_url} could not be opened: {error}. Check that the database runs and the URL is right.") from None
 
 
 # Trials and their retries

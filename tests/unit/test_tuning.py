@@ -122,6 +122,25 @@ def test_unreachable_storage_names_fix(tmp_path):
         tuning.open_storage(f"sqlite:///{tmp_path}/missing/folder/optuna.db")
 
 
+def test_storage_retries_table_creation_race(tmp_path, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    real_storage = optuna.storages.RDBStorage
+    calls = []
+
+    def racing_storage(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise IntegrityError("CREATE TYPE studydirection", {}, Exception("duplicate key value"))
+        return real_storage(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing_storage)
+    monkeypatch.setattr(tuning.time, "sleep", lambda seconds: None)
+    storage = tuning.open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    assert isinstance(storage, real_storage)
+    assert len(calls) == 2
+
+
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     """One MLflow store and one Optuna storage for this module, because creating each takes seconds."""
