@@ -1,51 +1,50 @@
-"""Two tune workers share one Optuna study in PostgreSQL.
+"""Two ``mlflow run -e tune`` workers share one Optuna study in the stack's PostgreSQL.
 
-Needs a PostgreSQL database that the test may write to, named by
-KIDNEY_SSL_TEST_POSTGRES_URL (for example postgresql://tune@127.0.0.1:5432/optuna, with
-any password in PGPASSWORD). Without it the test is skipped.
+The workers track to the stack's authenticated MLflow server and keep the study in its
+``optuna`` database, with the password in PGPASSWORD rather than in the logged URL.
 """
 
 from __future__ import annotations
 
-import os
+import secrets
 import subprocess
 import sys
-import uuid
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL, make_url
 
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import TINY_CONFIG
+from tests.integration.test_projects import project_environment
 from tests.unit.test_tune import subset
 from tracking import tuning
 
 pytestmark = pytest.mark.integration
 
-POSTGRES_URL_VARIABLE = "KIDNEY_SSL_TEST_POSTGRES_URL"
 N_TRIALS = 4
 
 
-@pytest.fixture
-def postgres_url():
-    url = os.environ.get(POSTGRES_URL_VARIABLE)
-    if not url:
-        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set: point it at an empty PostgreSQL database to run this test.")
-    return url
-
-
-def test_two_workers_share_study(tracking_store, tmp_path, aidpath, postgres_url):
+def test_two_workers_share_study(server_env, tracking_stack, tmp_path, aidpath):
     labelled = subset(aidpath, tmp_path / "labelled")
-    study_name = f"two-workers-{uuid.uuid4().hex[:8]}"
+    storage = make_url(tracking_stack.stack.optuna_storage_url)
+    storage_without_password = URL.create(
+        storage.drivername, username=storage.username, host=storage.host, port=storage.port, database=storage.database,
+    ).render_as_string(hide_password=False)
+    study_name = f"two-workers-{secrets.token_hex(4)}"
+    experiment = f"tune-{secrets.token_hex(4)}"
+    # Create the experiment first, because two workers creating it at once collide.
+    client = MlflowClient(server_env.uri)
+    experiment_id = client.create_experiment(experiment)
+
+    env = {**project_environment(tracking_stack, experiment), "PGPASSWORD": storage.password}
     command = [
-        sys.executable, "-m", "mlproject.tune", "--target", "segment", "--n-trials", str(N_TRIALS), "--storage", postgres_url,
-        "--study-name", study_name, "--config", str(TINY_CONFIG), "--epochs", "2", "--labelled-dir", str(labelled),
+        sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "-e", "tune", "--env-manager", "local",
+        "-P", f"n_trials={N_TRIALS}", "-P", f"storage={storage_without_password}", "-P", f"study_name={study_name}",
+        "-P", f"config={TINY_CONFIG}", "-P", "epochs=2", "-P", f"labelled_dir={labelled}", "-P", "register_as=none",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    # Create MLflow's tables first: two processes migrating one new SQLite file collide.
-    MlflowClient().search_experiments()
     logs = [open(tmp_path / f"worker-{index}.log", "w") for index in range(2)]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs]
     try:
@@ -58,7 +57,8 @@ def test_two_workers_share_study(tracking_store, tmp_path, aidpath, postgres_url
     for index, code in enumerate(codes):
         assert code == 0, (tmp_path / f"worker-{index}.log").read_text()[-6000:]
 
-    study = optuna.load_study(study_name=study_name, storage=postgres_url)
+    storage_url = storage.render_as_string(hide_password=False)
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
     try:
         trials = study.get_trials()
         numbers = [trial.number for trial in trials]
@@ -67,17 +67,19 @@ def test_two_workers_share_study(tracking_store, tmp_path, aidpath, postgres_url
         assert numbers == list(range(len(trials)))
         assert all(trial.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for trial in trials)
 
-        client = MlflowClient()
         parent_id = study.user_attrs[tuning.PARENT_RUN_ATTR]
-        experiment_id = client.get_run(parent_id).info.experiment_id
         children = client.search_runs([experiment_id], f"tags.`{tuning.PARENT_TAG}` = '{parent_id}' and tags.`{tuning.ROLE_TAG}` = 'trial'")
         assert sorted(int(run.data.tags[tuning.TRIAL_TAG]) for run in children) == numbers
         assert sorted(run.info.run_id for run in children) == sorted(trial.user_attrs[tuning.RUN_ID_ATTR] for trial in trials)
 
-        workers = client.search_runs([experiment_id], f"tags.`{tuning.STUDY_TAG}` = '{study_name}' and tags.`{tuning.ROLE_TAG}` != 'trial'")
+        workers = client.search_runs([experiment_id], f"tags.`{tuning.ROLE_TAG}` != 'trial'")
         assert sorted(run.data.tags[tuning.ROLE_TAG] for run in workers) == ["parent", "worker"]
         worker_ids = {run.info.run_id for run in workers}
         assert {run.data.tags[tuning.WORKER_TAG] for run in children} == worker_ids, "both workers ran trials"
-        assert client.get_run(parent_id).data.tags["tune.complete"] == "true"
+        for run in workers:
+            assert run.data.params["storage"] == storage_without_password, "no password in the logged storage URL"
+        parent = client.get_run(parent_id)
+        assert parent.data.tags["tune.complete"] == "true"
+        assert parent.info.status == "FINISHED"
     finally:
-        optuna.delete_study(study_name=study_name, storage=postgres_url)
+        optuna.delete_study(study_name=study_name, storage=storage_url)
