@@ -10,7 +10,7 @@ Trial runs end with these statuses:
 * a failed trial: FAILED, tag ``tune.state=FAIL`` and the message as ``error``; an
   objective that is NaN or infinite at any epoch fails the trial;
 * an interrupted trial (Ctrl-C, SIGTERM, or a worker that stopped sending heartbeats):
-  KILLED with ``tune.state=FAIL`` and ``tune.interrupted=true``; its parameters are
+  KILLED with ``tune.state=FAIL`` and ``tune.interrupted=true``. Its parameters are
   queued again, so a resumed search runs them first.
 
 The Optuna study lives in its own database (an RDB storage: SQLite or PostgreSQL),
@@ -282,7 +282,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class WorkerOutcome:
-    """How a worker's loop ended: the study's counts, and whether its own trial finished last.
+    """End state of a worker's loop: the study's counts, and whether its own trial finished last.
 
     ``finished_last`` is False when the worker's last act was waiting for trials of
     other workers, so the worker of the study's last trial is the one to register.
