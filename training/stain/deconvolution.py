@@ -1,0 +1,169 @@
+"""Ruifrok-Johnston colour deconvolution as Keras operations and a serialisable layer.
+
+Transmitted light through a stained section follows the Beer-Lambert law: the optical
+density ``-ln(I)`` of each pixel (``I`` the RGB intensity in (0, 1]) is a sum of stain
+vectors weighted by stain concentrations, ``OD = c @ rgb_from_stains``. Inverting the
+stain matrix recovers ``c``. Units follow ``skimage.color.separate_stains`` (scikit-image
+0.26), the reference implementation: intensities are floored at 1e-6 so that black
+pixels stay finite, optical densities are divided by ``ln(1e6)``, and negative
+concentrations are clipped to 0. A white pixel has zero concentration of every stain.
+
+The networks of HR-CS-CO see each stain as a single-stain intensity image ``exp(-OD)``
+in (0, 1], white where the stain is absent, as in CS-CO (Yang et al., 2022,
+Medical Image Analysis 81, 102539).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+logger = logging.getLogger(__name__)
+
+INTENSITY_FLOOR = 1e-6
+# Optical density of the darkest pixel after flooring, which is concentration 1.
+LOG_SCALE = float(-np.log(INTENSITY_FLOOR))
+REPRESENTATIONS = ("intensity", "concentration")
+
+
+def _scale_to_unit_range(images):
+    """Scale float or integer RGB(A) batches to [0, 1], reading an image whose maximum exceeds 1 as 0-255."""
+    images = ops.cast(images, "float32")
+    maximum = ops.max(images, axis=(-3, -2, -1), keepdims=True)
+    # NOTE: an image stored as 0-255 floats whose samples are all at most 1 (a nearly
+    # black frame) is taken as [0, 1]. Stained tissue on glass is far brighter.
+    return ops.where(maximum > 1.0, images / 255.0, images)
+
+
+def _composite_on_white(rgba):
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + (1.0 - alpha)
+
+
+def rgb_to_concentrations(rgb, stains_from_rgb):
+    """Return the stain concentrations (NHWC, one channel per stain) of RGB in [0, 1]."""
+    optical_density = -ops.log(ops.maximum(rgb, INTENSITY_FLOOR)) / LOG_SCALE
+    concentrations = ops.einsum("...c,cs->...s", optical_density, ops.convert_to_tensor(stains_from_rgb, "float32"))
+    return ops.maximum(concentrations, 0.0)
+
+
+def concentrations_to_rgb(concentrations, rgb_from_stains):
+    """Return the RGB image in [0, 1] that the given stain concentrations transmit."""
+    optical_density = ops.einsum("...s,sc->...c", concentrations * LOG_SCALE, ops.convert_to_tensor(rgb_from_stains, "float32"))
+    return ops.clip(ops.exp(-optical_density), 0.0, 1.0)
+
+
+def stain_intensity(concentrations):
+    """Return the single-stain intensity image ``exp(-OD)`` in (0, 1] of a concentration."""
+    return ops.exp(-concentrations * LOG_SCALE)
+
+
+@keras.saving.register_keras_serializable(package="training")
+class StainDeconvolution(keras.layers.Layer):
+    """Separate RGB patches into haematoxylin (H) and counter-stain (O) channels.
+
+    The input is an NHWC batch of RGB or RGBA, as float in [0, 1], float in [0, 255] or
+    integers in [0, 255]. An image whose maximum exceeds 1 is read as 0-255, and alpha
+    is blended onto white. The output is the list ``[haematoxylin, counter_stain]`` of
+    (N, H, W, 1) tensors: single-stain intensities in (0, 1] for
+    ``representation="intensity"``, else concentrations.
+    """
+
+    def __init__(self, rgb_from_stains, representation: str = "intensity", **kwargs):
+        super().__init__(**kwargs)
+        matrix = np.asarray(rgb_from_stains, dtype=np.float64)
+        if matrix.shape != (3, 3):
+            raise ValueError(f"rgb_from_stains has shape {list(matrix.shape)}; it must be a 3x3 stain matrix (one row per stain).")
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation={representation!r} must be one of {', '.join(REPRESENTATIONS)}.")
+        self.rgb_from_stains = matrix
+        self.stains_from_rgb = np.linalg.inv(matrix).astype(np.float32)
+        self.representation = representation
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels not in (3, 4):
+            raise ValueError(
+                f"{self.name} expects RGB or RGBA patches (3 or 4 channels), got input shape {tuple(input_shape)}. "
+                "Colour deconvolution needs colour: convert the images to RGB before training."
+            )
+        super().build(input_shape)
+
+    def call(self, images):
+        images = _scale_to_unit_range(images)
+        if images.shape[-1] == 4:
+            images = _composite_on_white(images)
+        concentrations = rgb_to_concentrations(images, self.stains_from_rgb)
+        channels = [concentrations[..., 0:1], concentrations[..., 1:2]]
+        if self.representation == "intensity":
+            channels = [stain_intensity(channel) for channel in channels]
+        return channels
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape[:-1]) + (1,)
+        return [shape, shape]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rgb_from_stains": self.rgb_from_stains.tolist(), "representation": self.representation})
+        return config
+
+
+def as_float_rgb(image: np.ndarray, source: str | Path | None = None) -> np.ndarray:
+    """Convert an image or batch to float32 RGB in [0, 1], checking its samples.
+
+    Accepted: uint8 and uint16 samples, float in [0, 1], and float in [0, 255], which
+    is divided by 255 with a warning. RGBA is blended onto white. Grey images, other
+    channel counts and out-of-range floats raise ValueError naming ``source``.
+    """
+    name = str(source) if source is not None else "image"
+    array = np.asarray(image)
+    if array.ndim < 3 or array.shape[-1] not in (3, 4):
+        shape = list(array.shape)
+        if array.ndim == 2 or (array.ndim >= 3 and array.shape[-1] == 1):
+            raise ValueError(
+                f"{name}: the image is grey (shape {shape}), and colour deconvolution needs RGB. "
+                "Use the colour scan of this tissue, or leave the file out of stain separation."
+            )
+        raise ValueError(f"{name}: the image has shape {shape}; colour deconvolution needs RGB or RGBA (last axis 3 or 4).")
+
+    if array.dtype == np.uint8:
+        scaled = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        scaled = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name}: the image contains NaN or infinite samples. Re-export it as 8-bit RGB.")
+        low, high = float(array.min()), float(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"{name}: float samples span [{low:.3g}, {high:.3g}]; expected [0, 1] or [0, 255].")
+        scaled = array.astype(np.float32)
+        if high > 1:
+            logger.warning("%s: float samples span [%.3g, %.3g]; reading them as 0-255 and dividing by 255.", name, low, high)
+            scaled = scaled / 255.0
+    else:
+        raise ValueError(f"{name}: unsupported sample type {array.dtype}; pass uint8, uint16 or float RGB.")
+
+    if scaled.shape[-1] == 4:
+        logger.info("%s: RGBA image, transparent pixels are blended onto white.", name)
+        scaled = np.asarray(_composite_on_white(scaled), dtype=np.float32)
+    return scaled
+
+
+def separate_stains(image: np.ndarray, rgb_from_stains: np.ndarray, source: str | Path | None = None) -> np.ndarray:
+    """Return the concentrations of all three rows of ``rgb_from_stains`` for an RGB(A) image.
+
+    Equals ``skimage.color.separate_stains(image, inv(rgb_from_stains))`` for RGB input.
+    """
+    rgb = as_float_rgb(image, source)
+    stains_from_rgb = np.linalg.inv(np.asarray(rgb_from_stains, dtype=np.float64)).astype(np.float32)
+    return ops.convert_to_numpy(rgb_to_concentrations(rgb, stains_from_rgb))
+
+
+def combine_stains(concentrations: np.ndarray, rgb_from_stains: np.ndarray) -> np.ndarray:
+    """Return the RGB image in [0, 1] of concentrations of all three stains (inverse of :func:`separate_stains`)."""
+    return ops.convert_to_numpy(concentrations_to_rgb(np.asarray(concentrations, dtype=np.float32), rgb_from_stains))
