@@ -52,4 +52,4 @@ def get_method(name: str) -> Method:
 
 def _import_builtin_methods() -> None:
     # Importing a method module registers it.
-    from training.methods import simclr  # noqa: F401
+    from training.methods import byol, simclr  # noqa: F401
