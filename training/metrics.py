@@ -1,6 +1,6 @@
 """Pixel-level glomerulus F1 (the Dice coefficient) on binary masks.
 
-Convention for empty masks: when neither the prediction nor the ground truth holds a
+Convention for empty masks: when neither the prediction nor the ground truth contains a
 glomerulus pixel, F1 is 1 (nothing to find, nothing found); when only one of them is
 empty, F1 is 0. The score is therefore always defined, never NaN.
 """

@@ -53,5 +53,5 @@ def fit_method_model(model: keras.Model, datasets: CropDatasets, config: dict, c
         steps_per_epoch=int(train["steps_per_epoch"]),
         callbacks=list(callbacks),
         initial_epoch=initial_epoch,
-        verbose=int(train.get("verbose", 2)),
+        verbose=int(train.get("verbose", 2)), shuffle=False,
     )

@@ -69,7 +69,7 @@ class F1FromIoU(keras.callbacks.Callback):
 
 
 def learning_rate_drop(learning_rate: float, epochs: int, drop_at: float, factor: float) -> keras.callbacks.Callback:
-    """One learning-rate drop by ``factor`` once ``drop_at`` of the epochs have passed."""
+    """Return a callback that multiplies the rate by ``factor`` once ``drop_at`` of the epochs have passed."""
     drop_epoch = int(round(drop_at * epochs))
 
     def schedule(epoch, current):

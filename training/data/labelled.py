@@ -62,7 +62,7 @@ def _stain_folders(images_dir: Path) -> list[Path]:
     loose = _list_files(images_dir, IMAGE_SUFFIXES)
     if subfolders and loose:
         raise DatasetError(
-            f"{images_dir} holds both image files ({loose[0].name}, ...) and stain folders "
+            f"{images_dir} contains both image files ({loose[0].name}, ...) and stain folders "
             f"({subfolders[0].name}, ...). Use one layout: images/<name>.<ext> or images/<stain>/<name>.<ext>."
         )
     return subfolders
@@ -128,7 +128,7 @@ def discover_labelled(root: Path | str, flat_stain: str = "default", group_patte
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise DatasetError(f"Labelled dataset {root} has {len(problems)} problem(s):\n  {shown}{more}")
     if not pairs:
-        raise DatasetError(f"Labelled dataset {root} holds no images with the suffixes {', '.join(IMAGE_SUFFIXES)}.")
+        raise DatasetError(f"Labelled dataset {root} contains no images with the suffixes {', '.join(IMAGE_SUFFIXES)}.")
     return pairs
 
 

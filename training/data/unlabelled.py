@@ -47,7 +47,7 @@ def _subfolders(folder: Path) -> list[Path]:
 
 def discover_unlabelled(root: Path | str, domains: list[str] | None = None) -> tuple[str, dict[str, dict[str, list[Path]]]]:
     """Return the layout name and ``{split: {domain: [files]}}``; split is train or validation,
-    or ``all`` where the layout holds no validation folder."""
+    or ``all`` where the layout has no validation folder."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"Unlabelled data folder {root} not found. Pass an existing folder as data_dir.")
@@ -59,7 +59,7 @@ def discover_unlabelled(root: Path | str, domains: list[str] | None = None) -> t
         loose = _images_in(root)
         if folders and loose:
             raise DatasetError(
-                f"{root} holds both image files ({loose[0].name}, ...) and domain folders ({folders[0].name}, ...). "
+                f"{root} contains both image files ({loose[0].name}, ...) and domain folders ({folders[0].name}, ...). "
                 "Use one layout: <root>/<domain>/<images> or images directly in <root>."
             )
         layout = "domains" if folders else "flat"

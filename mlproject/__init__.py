@@ -1,0 +1,1 @@
+"""MLflow Projects entry points: parse parameters, resolve the configuration, call the library."""

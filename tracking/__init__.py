@@ -1,0 +1,1 @@
+"""MLflow glue: runs, Keras callbacks, figures, dataset inputs and model logging."""

@@ -1,0 +1,104 @@
+"""Keras callbacks that report to an MLflow run from outside the library."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import keras
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+
+class MlflowMetricsLogger(keras.callbacks.Callback):
+    """Log every epoch's metrics (``loss``, ``val_loss``, ``val_f1``, ...) with ``step=epoch``.
+
+    Writes to an explicit run through a client, so it works whatever run is active.
+    Non-finite values are skipped with a warning, because MLflow stores them but the
+    UI cannot plot them. The learning rate is logged as ``learning_rate``.
+    """
+
+    def __init__(self, run_id: str, client: MlflowClient | None = None):
+        super().__init__()
+        self.run_id = run_id
+        self.client = client or MlflowClient()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        timestamp = int(time.time() * 1000)
+        metrics = []
+        values = dict(logs or {})
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and "learning_rate" not in values:
+            try:
+                values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            except (TypeError, ValueError):
+                pass
+        for key, value in values.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if not math.isfinite(number):
+                logger.warning("Metric %s is %s at epoch %d; not logged.", key, number, epoch)
+                continue
+            metrics.append(Metric(key, number, timestamp, epoch))
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+
+
+class CheckpointLogger(keras.callbacks.Callback):
+    """Save weights each epoch and log them under ``checkpoints/``.
+
+    ``checkpoints/last.weights.h5`` is the latest epoch (for resuming);
+    ``checkpoints/best.weights.h5`` the epoch with the lowest ``monitor`` value. The
+    best weights are restored into the model when training ends.
+    """
+
+    def __init__(self, run_id: str, folder: Path, monitor: str = "val_loss", every: int = 1, client: MlflowClient | None = None):
+        super().__init__()
+        self.run_id = run_id
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.monitor = monitor
+        self.every = max(1, int(every))
+        self.client = client or MlflowClient()
+        self.best = math.inf
+        self.best_epoch: int | None = None
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "best.weights.h5"
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get(self.monitor, math.nan))
+        last = self.folder / "last.weights.h5"
+        self.model.save_weights(last)
+        improved = math.isfinite(value) and value < self.best
+        if improved:
+            self.best, self.best_epoch = value, epoch
+            self.model.save_weights(self.best_path)
+        if improved or (epoch + 1) % self.every == 0:
+            self.client.log_artifacts(self.run_id, str(self.folder), "checkpoints")
+
+    def on_train_end(self, logs=None):
+        if self.best_epoch is None:
+            logger.warning("No finite %s was seen; keeping the last weights.", self.monitor)
+            return
+        self.model.load_weights(self.best_path)
+        logger.info("Restored the weights of epoch %d (%s=%.4f).", self.best_epoch + 1, self.monitor, self.best)
+        self.client.log_artifacts(self.run_id, str(self.folder), "checkpoints")
+        self.client.log_metric(self.run_id, f"best_{self.monitor}", self.best)
+        self.client.set_tag(self.run_id, "best_epoch", str(self.best_epoch + 1))
+
+
+def active_run_id() -> str:
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("No active MLflow run: start one before creating tracking callbacks.")
+    return run.info.run_id

@@ -1,0 +1,78 @@
+"""Figures logged to runs: augmented views, predictions over images, learning curves."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def views_figure(view_1: np.ndarray, view_2: np.ndarray, count: int = 6, title: str = "Two random views per patch"):
+    """Show the first ``count`` patches' two views, one column per patch."""
+    count = min(count, len(view_1))
+    figure, axes = plt.subplots(2, count, figsize=(2 * count, 4.3), squeeze=False)
+    for column in range(count):
+        for row, views in enumerate((view_1, view_2)):
+            axis = axes[row][column]
+            axis.imshow(np.clip(np.asarray(views[column]), 0, 1))
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[0][column].set_title(f"patch {column + 1}", fontsize=9)
+    axes[0][0].set_ylabel("view 1")
+    axes[1][0].set_ylabel("view 2")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colour=(0, 255, 0), alpha: float = 0.4) -> np.ndarray:
+    """Blend ``colour`` into the pixels of ``mask`` and draw its outline opaque."""
+    from skimage.segmentation import find_boundaries
+
+    blended = image.astype(np.float32).copy()
+    region = mask.astype(bool)
+    blended[region] = (1 - alpha) * blended[region] + alpha * np.asarray(colour, dtype=np.float32)
+    blended[find_boundaries(region, mode="inner")] = colour
+    return blended.astype(np.uint8)
+
+
+def predictions_figure(samples: list[dict], max_images: int = 4):
+    """One row per test image: ground truth over the image, prediction over the image.
+
+    Each sample has the keys ``image``, ``truth``, ``prediction``, ``name`` and ``f1``.
+    """
+    samples = samples[:max_images]
+    figure, axes = plt.subplots(len(samples), 2, figsize=(9, 4.2 * len(samples)), squeeze=False)
+    for row, sample in enumerate(samples):
+        axes[row][0].imshow(overlay(sample["image"], sample["truth"], colour=(0, 200, 0)))
+        axes[row][0].set_title(f"{sample['name']}: ground truth", fontsize=9)
+        axes[row][1].imshow(overlay(sample["image"], sample["prediction"], colour=(230, 0, 200)))
+        axes[row][1].set_title(f"prediction (F1 {sample['f1']:.3f})", fontsize=9)
+        for axis in axes[row]:
+            axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def learning_curves_figure(history: dict[str, list[float]], title: str = "Learning curves"):
+    """Plot each metric with its ``val_`` twin on one axis, one axis per metric."""
+    names = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        epochs = np.arange(1, len(history[name]) + 1)
+        axis.plot(epochs, history[name], marker="o", label=name)
+        if f"val_{name}" in history:
+            axis.plot(epochs, history[f"val_{name}"], marker="o", label=f"val_{name}")
+        axis.set_xlabel("epoch")
+        axis.set_title(name)
+        axis.legend(fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def close(figure) -> None:
+    plt.close(figure)
