@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -135,11 +139,20 @@ def test_encoder_plugs_into_segmentation_unet(config, cd68_patches):
     assert unet(cd68_patches).shape == (2, PATCH, PATCH, 2)
 
 
-def test_encoder_saves_and_loads(config, cd68_patches, tmp_path):
+def test_encoder_loads_without_project_code(config, cd68_patches, tmp_path):
     model = trained_cross_stain(config, cd68_patches)
     model.encoder.save(tmp_path / "encoder.keras")
-    loaded = keras.saving.load_model(tmp_path / "encoder.keras")
-    np.testing.assert_allclose(loaded(cd68_patches)[-1].numpy(), model.encoder(cd68_patches)[-1].numpy(), rtol=1e-6)
+    np.save(tmp_path / "patches.npy", cd68_patches)
+    script = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "assert not any(name.split('.')[0] == 'training' for name in sys.modules)\n"
+        "np.save(sys.argv[3], np.asarray(m(np.load(sys.argv[2]))[-1]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    arguments = [str(tmp_path / name) for name in ("encoder.keras", "patches.npy", "bottleneck.npy")]
+    subprocess.run([sys.executable, "-c", script, *arguments], cwd=tmp_path, env=env, check=True, timeout=300)
+    np.testing.assert_allclose(np.load(tmp_path / "bottleneck.npy"), model.encoder(cd68_patches)[-1].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_encoder_tags_carry_stain(config):

@@ -13,8 +13,8 @@ from skimage.color import separate_stains as skimage_separate_stains
 
 from training.stain.deconvolution import (
     LOG_SCALE,
-    StainDeconvolution,
     as_float_rgb,
+    build_stain_separation,
     combine_stains,
     separate_stains,
     stain_intensity,
@@ -157,41 +157,53 @@ def test_rgba_blended_onto_white():
     np.testing.assert_array_equal(as_float_rgb(rgba), np.ones((2, 2, 3), dtype=np.float32))
 
 
-# Deconvolution layer
+# Stain separation model
 
-def test_layer_matches_numpy_for_uint8_and_float():
+def test_model_matches_numpy_for_uint8_and_float():
     ihc = data.immunohistochemistry()[None, :64, :64]
-    layer = StainDeconvolution(PAS_MATRIX, representation="concentration")
+    model = build_stain_separation(PAS_MATRIX, representation="concentration")
     expected = separate_stains(ihc[0], PAS_MATRIX)
     for batch in (ihc, ihc.astype(np.float32) / 255.0, ihc.astype(np.float32)):
-        haematoxylin, counter_stain = layer(batch)
+        haematoxylin, counter_stain = model(batch)
         np.testing.assert_allclose(haematoxylin.numpy()[0, ..., 0], expected[..., 0], atol=1e-6)
         np.testing.assert_allclose(counter_stain.numpy()[0, ..., 0], expected[..., 1], atol=1e-6)
 
 
-def test_layer_intensity_is_exp_of_optical_density():
+def test_model_reads_0_255_per_image():
+    ihc = data.immunohistochemistry()[None, :16, :16].astype(np.float32)
+    model = build_stain_separation(PAS_MATRIX)
+    mixed = np.concatenate([ihc, ihc / 255.0])
+    haematoxylin, _ = model(mixed)
+    np.testing.assert_allclose(haematoxylin.numpy()[0], haematoxylin.numpy()[1], atol=1e-6)
+
+
+def test_model_intensity_is_exp_of_optical_density():
     ihc = data.immunohistochemistry()[None, :16, :16]
-    concentration = StainDeconvolution(PAS_MATRIX, representation="concentration")(ihc)[0]
-    intensity = StainDeconvolution(PAS_MATRIX)(ihc)[0]
+    concentration = build_stain_separation(PAS_MATRIX, representation="concentration")(ihc)[0]
+    intensity = build_stain_separation(PAS_MATRIX)(ihc)[0]
     np.testing.assert_allclose(intensity.numpy(), np.exp(-concentration.numpy() * LOG_SCALE), rtol=1e-5)
 
 
-def test_layer_rejects_grey_input():
-    layer = StainDeconvolution(PAS_MATRIX)
-    with pytest.raises(ValueError, match="RGB or RGBA"):
-        layer(np.zeros((1, 8, 8, 1), dtype=np.float32))
+def test_model_has_no_weights():
+    model = build_stain_separation(PAS_MATRIX)
+    model.trainable = True
+    assert model.weights == []
 
 
-def test_layer_rejects_bad_representation():
+def test_model_rejects_bad_representation():
     with pytest.raises(ValueError, match="representation='od'"):
-        StainDeconvolution(PAS_MATRIX, representation="od")
+        build_stain_separation(PAS_MATRIX, representation="od")
 
 
-def test_layer_survives_keras_save_and_load(tmp_path):
-    inputs = keras.Input((None, None, 3))
-    model = keras.Model(inputs, StainDeconvolution(PAS_MATRIX, name="stain_deconvolution")(inputs))
-    model.save(tmp_path / "deconvolution.keras")
-    loaded = keras.saving.load_model(tmp_path / "deconvolution.keras")
+def test_model_rejects_bad_matrix_shape():
+    with pytest.raises(ValueError, match=r"shape \[2, 3\]"):
+        build_stain_separation(PAS_MATRIX[:2])
+
+
+def test_model_survives_keras_save_and_load(tmp_path):
+    model = build_stain_separation(PAS_MATRIX)
+    model.save(tmp_path / "stain_separation.keras")
+    loaded = keras.saving.load_model(tmp_path / "stain_separation.keras")
     batch = data.immunohistochemistry()[None, :16, :16].astype(np.float32) / 255.0
     for expected, actual in zip(model(batch), loaded(batch)):
         np.testing.assert_array_equal(expected.numpy(), actual.numpy())

@@ -1,6 +1,6 @@
 """HR-CS-CO: cross-stain prediction, then contrastive learning, per stain.
 
-CS-CO (Yang et al., 2022, Medical Image Analysis 81, 102539) adapted to UNet encoders
+CS-CO (Yang et al., 2022, github.com/easonyang1996/CS-CO) adapted to UNet encoders
 for high-resolution kidney patches. Ruifrok-Johnston colour deconvolution with a fixed
 stain matrix per stain code splits a patch into haematoxylin (H) and counter-stain (O)
 intensity images, and each has its own UNet encoder.
@@ -27,12 +27,12 @@ from training.losses.distillation import byol_loss
 from training.methods import Method, Stage, register, require_previous_stage
 from training.methods.byol import BYOL, build_head, copy_network, total_training_steps
 from training.models.unet import build_decoder, build_encoder
-from training.stain.deconvolution import StainDeconvolution, concentrations_to_rgb, rgb_to_concentrations
+from training.stain.deconvolution import build_stain_separation, concentrations_to_rgb, rgb_to_concentrations
 from training.stain.matrices import counter_stain_name, normalise_stain_code, stain_matrix
 from training.stain.perturbation import PerturbationConfig, perturb_concentrations
 
 CROSS_STAIN, CONTRASTIVE = "cross_stain", "contrastive"
-DECONVOLUTION_LAYER = "stain_deconvolution"
+STAIN_SEPARATION = "stain_separation"
 
 
 def stain_settings(method_config: dict) -> tuple[str, np.ndarray]:
@@ -48,7 +48,7 @@ def build_stain_encoder(rgb_from_stains: np.ndarray, h_encoder: keras.Model, o_e
     H path's level ``i`` features concatenated with the O path's.
     """
     rgb = keras.Input(shape=(None, None, 3), name="rgb")
-    haematoxylin, counter_stain = StainDeconvolution(rgb_from_stains, name=DECONVOLUTION_LAYER)(rgb)
+    haematoxylin, counter_stain = build_stain_separation(rgb_from_stains, name=STAIN_SEPARATION)(rgb)
     h_features = h_encoder(haematoxylin)
     o_features = o_encoder(counter_stain)
     features = [
@@ -73,7 +73,7 @@ class CrossStainParts:
 
     def separate(self, rgb):
         """Return the H and O intensity images of an RGB batch."""
-        return self.encoder.get_layer(DECONVOLUTION_LAYER)(rgb)
+        return self.encoder.get_layer(STAIN_SEPARATION)(rgb)
 
     def cross_stain(self, haematoxylin, counter_stain, training: bool) -> dict:
         """Run both paths; return features, predictions and the two MSE terms."""

@@ -1,4 +1,4 @@
-"""Ruifrok-Johnston colour deconvolution as Keras operations and a serialisable layer.
+"""Ruifrok-Johnston colour deconvolution as Keras operations and a weightless Keras model.
 
 Transmitted light through a stained section follows the Beer-Lambert law: the optical
 density ``-ln(I)`` of each pixel (``I`` the RGB intensity in (0, 1]) is a sum of stain
@@ -10,7 +10,7 @@ concentrations are clipped to 0. A white pixel has zero concentration of every s
 
 The networks of HR-CS-CO see each stain as a single-stain intensity image ``exp(-OD)``
 in (0, 1], white where the stain is absent, as in CS-CO (Yang et al., 2022,
-Medical Image Analysis 81, 102539).
+github.com/easonyang1996/CS-CO).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REPRESENTATIONS = ("intensity", "concentration")
 
 
 def _scale_to_unit_range(images):
-    """Scale float or integer RGB(A) batches to [0, 1], reading an image whose maximum exceeds 1 as 0-255."""
+    """Scale float or integer RGB batches to [0, 1], reading an image whose maximum exceeds 1 as 0-255."""
     images = ops.cast(images, "float32")
     maximum = ops.max(images, axis=(-3, -2, -1), keepdims=True)
     # NOTE: an image stored as 0-255 floats whose samples are all at most 1 (a nearly
@@ -39,21 +39,20 @@ def _scale_to_unit_range(images):
     return ops.where(maximum > 1.0, images / 255.0, images)
 
 
-def _composite_on_white(rgba):
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[..., 3:4]
     return rgba[..., :3] * alpha + (1.0 - alpha)
 
 
-def rgb_to_concentrations(rgb, stains_from_rgb):
+def rgb_to_concentrations(rgb, stains_from_rgb: np.ndarray):
     """Return the stain concentrations (NHWC, one channel per stain) of RGB in [0, 1]."""
     optical_density = -ops.log(ops.maximum(rgb, INTENSITY_FLOOR)) / LOG_SCALE
-    concentrations = ops.einsum("...c,cs->...s", optical_density, ops.convert_to_tensor(stains_from_rgb, "float32"))
-    return ops.maximum(concentrations, 0.0)
+    return ops.maximum(ops.matmul(optical_density, np.asarray(stains_from_rgb, dtype=np.float32)), 0.0)
 
 
-def concentrations_to_rgb(concentrations, rgb_from_stains):
+def concentrations_to_rgb(concentrations, rgb_from_stains: np.ndarray):
     """Return the RGB image in [0, 1] that the given stain concentrations transmit."""
-    optical_density = ops.einsum("...s,sc->...c", concentrations * LOG_SCALE, ops.convert_to_tensor(rgb_from_stains, "float32"))
+    optical_density = ops.matmul(concentrations * LOG_SCALE, np.asarray(rgb_from_stains, dtype=np.float32))
     return ops.clip(ops.exp(-optical_density), 0.0, 1.0)
 
 
@@ -62,55 +61,31 @@ def stain_intensity(concentrations):
     return ops.exp(-concentrations * LOG_SCALE)
 
 
-@keras.saving.register_keras_serializable(package="training")
-class StainDeconvolution(keras.layers.Layer):
-    """Separate RGB patches into haematoxylin (H) and counter-stain (O) channels.
+def build_stain_separation(rgb_from_stains, representation: str = "intensity", name: str = "stain_separation") -> keras.Model:
+    """Build a model that separates RGB patches into haematoxylin (H) and counter-stain (O).
 
-    The input is an NHWC batch of RGB or RGBA, as float in [0, 1], float in [0, 255] or
-    integers in [0, 255]. An image whose maximum exceeds 1 is read as 0-255, and alpha
-    is blended onto white. The output is the list ``[haematoxylin, counter_stain]`` of
-    (N, H, W, 1) tensors: single-stain intensities in (0, 1] for
-    ``representation="intensity"``, else concentrations.
+    The input is an NHWC batch of RGB as float in [0, 1], float in [0, 255] or integers
+    in [0, 255]. An image whose maximum exceeds 1 is read as 0-255. The output is the
+    list ``[haematoxylin, counter_stain]`` of (N, H, W, 1) tensors: single-stain
+    intensities in (0, 1] for ``representation="intensity"``, else concentrations.
+
+    The model is built from Keras operations with the inverted stain matrix as a
+    constant. It has no weights, so fine-tuning cannot change the matrix, and it loads
+    with plain ``keras.saving.load_model`` in a process that never imports this project.
     """
+    matrix = np.asarray(rgb_from_stains, dtype=np.float64)
+    if matrix.shape != (3, 3):
+        raise ValueError(f"rgb_from_stains has shape {list(matrix.shape)}; it must be a 3x3 stain matrix (one row per stain).")
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"representation={representation!r} must be one of {', '.join(REPRESENTATIONS)}.")
+    stains_from_rgb = np.linalg.inv(matrix).astype(np.float32)
 
-    def __init__(self, rgb_from_stains, representation: str = "intensity", **kwargs):
-        super().__init__(**kwargs)
-        matrix = np.asarray(rgb_from_stains, dtype=np.float64)
-        if matrix.shape != (3, 3):
-            raise ValueError(f"rgb_from_stains has shape {list(matrix.shape)}; it must be a 3x3 stain matrix (one row per stain).")
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"representation={representation!r} must be one of {', '.join(REPRESENTATIONS)}.")
-        self.rgb_from_stains = matrix
-        self.stains_from_rgb = np.linalg.inv(matrix).astype(np.float32)
-        self.representation = representation
-
-    def build(self, input_shape):
-        channels = input_shape[-1]
-        if channels not in (3, 4):
-            raise ValueError(
-                f"{self.name} expects RGB or RGBA patches (3 or 4 channels), got input shape {tuple(input_shape)}. "
-                "Colour deconvolution needs colour: convert the images to RGB before training."
-            )
-        super().build(input_shape)
-
-    def call(self, images):
-        images = _scale_to_unit_range(images)
-        if images.shape[-1] == 4:
-            images = _composite_on_white(images)
-        concentrations = rgb_to_concentrations(images, self.stains_from_rgb)
-        channels = [concentrations[..., 0:1], concentrations[..., 1:2]]
-        if self.representation == "intensity":
-            channels = [stain_intensity(channel) for channel in channels]
-        return channels
-
-    def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape[:-1]) + (1,)
-        return [shape, shape]
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"rgb_from_stains": self.rgb_from_stains.tolist(), "representation": self.representation})
-        return config
+    rgb = keras.Input(shape=(None, None, 3), name="rgb")
+    concentrations = rgb_to_concentrations(_scale_to_unit_range(rgb), stains_from_rgb)
+    channels = [concentrations[..., 0:1], concentrations[..., 1:2]]
+    if representation == "intensity":
+        channels = [stain_intensity(channel) for channel in channels]
+    return keras.Model(rgb, channels, name=name)
 
 
 def as_float_rgb(image: np.ndarray, source: str | Path | None = None) -> np.ndarray:
@@ -150,7 +125,7 @@ def as_float_rgb(image: np.ndarray, source: str | Path | None = None) -> np.ndar
 
     if scaled.shape[-1] == 4:
         logger.info("%s: RGBA image, transparent pixels are blended onto white.", name)
-        scaled = np.asarray(_composite_on_white(scaled), dtype=np.float32)
+        scaled = _composite_on_white(scaled).astype(np.float32)
     return scaled
 
 
