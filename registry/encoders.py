@@ -45,16 +45,18 @@ def register_encoder(
     score: float | None = None,
     score_name: str | None = None,
     client: MlflowClient | None = None,
+    extra_tags: dict[str, str] | None = None,
 ):
     """Register a logged encoder as a new version of ``unet-encoder-<method>`` (or ``name``).
 
     The first version of a model also gets the alias ``champion``; later versions
     leave it where it is until the ``promote`` entry point measures them.
+    ``extra_tags`` are the method's own tags, such as HR-CS-CO's ``stain``.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
     run_id = mlflow.active_run().info.run_id
-    tags = lineage_tags(method, stains, dataset_digest, config, run_id)
+    tags = {**(extra_tags or {}), **lineage_tags(method, stains, dataset_digest, config, run_id)}
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
     version = register_version(
