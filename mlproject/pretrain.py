@@ -18,6 +18,7 @@ from training import config as configuration
 from training.data.unlabelled import discover_unlabelled, load_unlabelled
 from training.methods import Method, available, get_method, stage_config
 from training.pretraining import compile_method_model, fit_method_model, make_crop_datasets, preview_views
+from training.stain.deconvolution import reject_grey_images
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ def run(args) -> None:
         data_dir, int(data["patch_size"]), float(data["image_scale"]), float(data["validation_share"]),
         domains=per_stain_domains(data_dir, stain, config), seed=int(train["seed"]),
     )
+    if "stain" in config.get("method", {}):
+        reject_grey_images(images.files)
     digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
     mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
     if not stain:

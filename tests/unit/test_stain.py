@@ -15,6 +15,7 @@ from training.stain.deconvolution import (
     LOG_SCALE,
     as_float_rgb,
     build_stain_separation,
+    reject_grey_images,
     combine_stains,
     separate_stains,
     stain_intensity,
@@ -155,6 +156,18 @@ def test_rgba_blended_onto_white():
     rgba = np.zeros((2, 2, 4), dtype=np.uint8)
     rgba[..., 3] = 0  # fully transparent black shows the white slide
     np.testing.assert_array_equal(as_float_rgb(rgba), np.ones((2, 2, 3), dtype=np.float32))
+
+
+def test_grey_files_rejected_by_name(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "grey.png")
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "colour.png")
+    Image.fromarray(np.zeros((8, 8, 4), dtype=np.uint8)).save(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match=r"(?s)1 image\(s\) are grey.*grey\.png \(mode L\)") as raised:
+        reject_grey_images(sorted(tmp_path.iterdir()))
+    assert "colour.png" not in str(raised.value)
+    assert "rgba.png" not in str(raised.value)
 
 
 # Stain separation model

@@ -117,7 +117,7 @@ class CrossStainPrediction(CrossStainParts, keras.Model):
         self.o_encoder = o_encoder
         self.h_to_o_decoder = h_to_o_decoder
         self.o_to_h_decoder = o_to_h_decoder
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "h_to_o_loss", "o_to_h_loss")}
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "cross_stain_loss", "h_to_o_loss", "o_to_h_loss")}
         # Every part arrives with its weights created, so weights load without a first call.
         self.built = True
 

@@ -129,6 +129,35 @@ def as_float_rgb(image: np.ndarray, source: str | Path | None = None) -> np.ndar
     return scaled
 
 
+# PIL modes of single-channel images: bilevel, grey (with alpha), 32-bit integer, 16-bit, float.
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def reject_grey_images(files) -> None:
+    """Raise ValueError naming every grey image among ``files``, read from their headers only.
+
+    Colour deconvolution of a grey image returns stain channels that mean nothing, so
+    stain separation needs the colour scan.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    grey = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                if image.mode in _GREY_MODES:
+                    grey.append(f"{path} (mode {image.mode})")
+        except (UnidentifiedImageError, OSError):
+            # The image reader reports unreadable files with their own message.
+            continue
+    if grey:
+        listing = "\n  ".join(grey[:20]) + (f"\n  ... and {len(grey) - 20} more" if len(grey) > 20 else "")
+        raise ValueError(
+            f"{len(grey)} image(s) are grey, and colour deconvolution needs RGB:\n  {listing}\n"
+            "Use the colour scans of these slides, or move the files out of the data folder."
+        )
+
+
 def separate_stains(image: np.ndarray, rgb_from_stains: np.ndarray, source: str | Path | None = None) -> np.ndarray:
     """Return the concentrations of all three rows of ``rgb_from_stains`` for an RGB(A) image.
 
