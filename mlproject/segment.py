@@ -6,24 +6,21 @@ import logging
 
 import mlflow
 
-from mlproject.common import UsageError, demo_paths, entry_run, optional, parse_bool, parser
-from registry.loading import load_encoder
+from mlproject.common import demo_paths, entry_run, optional, parse_bool, parser
+from registry.loading import load_encoder, resolve_reference
 from registry.names import SEGMENTATION_MODEL
 from registry.versions import register_version
 from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
 from tracking.datasets import log_dataset
 from tracking.figures import close, learning_curves_figure, predictions_figure
 from tracking.models import log_keras_model, segmentation_signature
-from tracking.runs import log_config, log_json, scratch_dir, set_seed
+from tracking.runs import log_config, log_json, scratch_dir
 from training import config as configuration
 from training.data.images import read_image, read_mask
-from training.data.labelled import discover_labelled, load_labelled
-from training.data.splits import make_splits
+from training.data.labelled import load_labelled
 from training.inference import predict_mask
 from training.metrics import f1_score
-from training.segmentation import (
-    F1FromIoU, build_segmentation_model, compile_segmentation_model, evaluate, learning_rate_drop, make_patch_datasets,
-)
+from training.segmentation import evaluate, prepare_splits, train_segmentation_model
 
 logger = logging.getLogger(__name__)
 
@@ -62,29 +59,6 @@ def resolve_config(args) -> dict:
     return configuration.resolve("segment", args.config, overrides)
 
 
-def prepare_splits(labelled_dir, config):
-    data, segment = config["data"], config["segment"]
-    stain = str(segment["stain"])
-    items = discover_labelled(labelled_dir, flat_stain=stain if stain != "all" else "default", group_pattern=data["group_pattern"])
-    stains = sorted({item.stain for item in items})
-    if stain != "all" and stain not in stains:
-        raise UsageError(f"stain={stain!r} is not in {labelled_dir}; its stains are {', '.join(stains)}. Pass one of them, or all.")
-    splits = make_splits(
-        items, float(data["validation_share"]), float(data["test_share"]), float(segment["label_fraction"]),
-        seed=int(config["train"]["seed"]), repetition=int(segment["repetition"]),
-    )
-    if stain != "all":
-        # Source-stain training: labels and validation come from one stain only.
-        splits.labelled = [item for item in splits.labelled if item.stain == stain]
-        splits.validation = [item for item in splits.validation if item.stain == stain]
-        if not splits.labelled or not splits.validation:
-            raise UsageError(
-                f"stain={stain!r} leaves {len(splits.labelled)} labelled and {len(splits.validation)} validation images. "
-                "Add images of that stain or train on all stains."
-            )
-    return items, stains, splits
-
-
 def log_test_figure(model, evaluation, splits, image_scale: float) -> None:
     """Draw predictions over one test image per stain, beside the ground truth."""
     samples, seen = [], set()
@@ -102,6 +76,9 @@ def log_test_figure(model, evaluation, splits, image_scale: float) -> None:
 
 def run(args) -> None:
     config = resolve_config(args)
+    # Resolve the encoder first, so a wrong name or alias fails before any data is read.
+    encoder_reference = optional(args.encoder)
+    resolved = resolve_reference(encoder_reference) if encoder_reference else None
     labelled_dir = optional(args.labelled_dir)
     if labelled_dir is None:
         _, labelled_dir = demo_paths()
@@ -118,11 +95,9 @@ def run(args) -> None:
     files = [p for item in items for p in (item.image_path, item.mask_path)]
     digest = log_dataset(labelled_dir, files, name=f"labelled:{labelled_dir}", context="training")
 
-    encoder_reference = optional(args.encoder)
     encoder = None
-    if encoder_reference:
-        encoder, resolved = load_encoder(encoder_reference)
-        mlflow.log_params(resolved.as_params("encoder_resolved"))
+    if resolved is not None:
+        encoder, resolved = load_encoder(resolved)
         mlflow.set_tags({"encoder": resolved.uri, "method": resolved.tags.get("method", "unknown")})
     else:
         mlflow.set_tags({"encoder": "none", "method": "baseline"})
@@ -131,23 +106,10 @@ def run(args) -> None:
     training_images = load_labelled(splits.labelled, scale)
     validation_images = load_labelled(splits.validation, scale)
 
-    set_seed(int(train["seed"]))
-    model = build_segmentation_model(config, encoder)
-    compile_segmentation_model(model, float(train["learning_rate"]))
-    datasets = make_patch_datasets(training_images, validation_images, config, int(model.output_shape[1]))
-
     run_id = mlflow.active_run().info.run_id
     checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-    callbacks = [
-        F1FromIoU(),
-        learning_rate_drop(float(train["learning_rate"]), int(train["epochs"]), float(train["lr_drop_at"]), float(train["lr_drop_factor"])),
-        MlflowMetricsLogger(run_id),
-        checkpoints,
-    ]
-    history = model.fit(
-        datasets.train, validation_data=datasets.validation, epochs=int(train["epochs"]),
-        steps_per_epoch=int(train["steps_per_epoch"]), callbacks=callbacks, verbose=int(train.get("verbose", 2)), shuffle=False,
-    )
+    trained = train_segmentation_model(config, training_images, validation_images, encoder, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
+    model, history = trained.model, trained.history
     figure = learning_curves_figure({k: v for k, v in history.history.items() if k != "learning_rate"}, title="Segmentation training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
     close(figure)

@@ -10,8 +10,9 @@ import numpy as np
 import tensorflow as tf
 
 from training.data.images import read_image, read_mask
-from training.data.labelled import LoadedImage
+from training.data.labelled import DatasetError, LabelledImage, LoadedImage, discover_labelled
 from training.data.patches import SegmentationPatchSampler
+from training.data.splits import Splits, make_splits
 from training.inference import model_geometry, predict_mask
 from training.metrics import Counts, confusion
 from training.models.unet import build_encoder, build_unet, encoder_padding, level_sizes
@@ -120,6 +121,73 @@ def make_patch_datasets(train: list[LoadedImage], validation: list[LoadedImage],
     return PatchDatasets(train_ds, validation_ds, output_size, validation_arrays)
 
 
+def prepare_splits(labelled_dir, config: dict) -> tuple[list[LabelledImage], list[str], Splits]:
+    """Discover the labelled set and split it under ``config``, returning (items, stains, splits).
+
+    With ``segment.stain`` other than ``all``, the labelled subset and the validation
+    split keep that stain only, and the test split keeps every stain.
+    """
+    data, segment = config["data"], config["segment"]
+    stain = str(segment["stain"])
+    items = discover_labelled(labelled_dir, flat_stain=stain if stain != "all" else "default", group_pattern=data["group_pattern"])
+    stains = sorted({item.stain for item in items})
+    if stain != "all" and stain not in stains:
+        raise DatasetError(f"stain={stain!r} is not in {labelled_dir}; its stains are {', '.join(stains)}. Pass one of them, or all.")
+    splits = make_splits(
+        items, float(data["validation_share"]), float(data["test_share"]), float(segment["label_fraction"]),
+        seed=int(config["train"]["seed"]), repetition=int(segment["repetition"]),
+    )
+    if stain != "all":
+        # Source-stain training: labels and validation come from one stain only.
+        splits.labelled = [item for item in splits.labelled if item.stain == stain]
+        splits.validation = [item for item in splits.validation if item.stain == stain]
+        if not splits.labelled or not splits.validation:
+            raise DatasetError(
+                f"stain={stain!r} leaves {len(splits.labelled)} labelled and {len(splits.validation)} validation images. "
+                "Add images of that stain or train on all stains."
+            )
+    return items, stains, splits
+
+
+@dataclass
+class SegmentationTraining:
+    """A fitted UNet with its Keras history and the datasets it was trained on."""
+
+    model: keras.Model
+    history: keras.callbacks.History
+    datasets: PatchDatasets
+
+
+def train_segmentation_model(
+    config: dict,
+    training_images: list[LoadedImage],
+    validation_images: list[LoadedImage],
+    encoder: keras.Model | None = None,
+    callbacks=(),
+) -> SegmentationTraining:
+    """Seed, build, compile and fit a UNet under ``config`` with ``fit()``.
+
+    ``F1FromIoU`` and the learning-rate drop come first in the callback list, so the
+    given ``callbacks`` (tracking, checkpoints) see ``f1`` and ``val_f1``.
+    """
+    train = config["train"]
+    keras.utils.set_random_seed(int(train["seed"]))
+    model = build_segmentation_model(config, encoder)
+    compile_segmentation_model(model, float(train["learning_rate"]))
+    datasets = make_patch_datasets(training_images, validation_images, config, int(model.output_shape[1]))
+
+    schedule = [
+        F1FromIoU(),
+        learning_rate_drop(float(train["learning_rate"]), int(train["epochs"]), float(train["lr_drop_at"]), float(train["lr_drop_factor"])),
+    ]
+    history = model.fit(
+        datasets.train, validation_data=datasets.validation, epochs=int(train["epochs"]),
+        steps_per_epoch=int(train["steps_per_epoch"]), callbacks=schedule + list(callbacks),
+        verbose=int(train.get("verbose", 2)), shuffle=False,
+    )
+    return SegmentationTraining(model, history, datasets)
+
+
 @dataclass
 class Evaluation:
     """Per-image and pooled glomerulus F1 on full-resolution test images."""
@@ -151,5 +219,6 @@ def evaluate(model: keras.Model, items, image_scale: float, progress: bool = Tru
 
 __all__ = [
     "build_segmentation_model", "compile_segmentation_model", "F1FromIoU", "learning_rate_drop",
-    "make_patch_datasets", "evaluate", "Evaluation", "PatchDatasets", "model_geometry",
+    "make_patch_datasets", "prepare_splits", "train_segmentation_model", "SegmentationTraining",
+    "evaluate", "Evaluation", "PatchDatasets", "model_geometry",
 ]
