@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from training.augmentations.views import ViewConfig, two_views
+from training.augmentations.views import view_pairs
 from training.losses.distillation import byol_loss
 from training.methods import Method, register
 from training.models.heads import mlp_head
@@ -110,6 +110,8 @@ class BYOL(keras.Model):
 
     def update_target(self, step) -> tf.Tensor:
         """Move the target network towards the online network; return the momentum used."""
+        # NOTE: the study's published code restarted the momentum schedule every epoch.
+        # Here ``step`` counts optimizer steps over the whole run, so it never restarts.
         momentum = cosine_momentum(step, self.total_steps, self.momentum)
         ema_update(self.target_encoder.trainable_variables, self.encoder.trainable_variables, momentum)
         ema_update(self.target_projection_head.trainable_variables, self.projection_head.trainable_variables, momentum)
@@ -184,15 +186,9 @@ def build_byol(config: dict) -> BYOL:
     )
 
 
-def byol_inputs(crops: tf.data.Dataset, config: dict) -> tf.data.Dataset:
-    """Map batches of uint8 crops to pairs of random views."""
+@register("byol")
+def byol() -> Method:
     # NOTE: BYOL's paper makes the two views asymmetric, with blur probabilities 1.0
     # and 0.1 and solarisation probabilities 0 and 0.2. The study's BYOL recipe is not
     # restated here, so both views share the SimCLR recipe of the `augment` section.
-    view_config = ViewConfig.from_config(config.get("augment", {}))
-    return crops.map(lambda batch: two_views(batch, view_config), num_parallel_calls=tf.data.AUTOTUNE)
-
-
-@register("byol")
-def byol() -> Method:
-    return Method("byol", build_byol, byol_inputs)
+    return Method("byol", build_byol, view_pairs)

@@ -310,6 +310,9 @@ def encoder_tags(config: dict) -> dict[str, str]:
 
 @register("hrcsco")
 def hrcsco() -> Method:
+    # NOTE: cross_stain runs first, as in CS-CO. The README of the study's code
+    # (github.com/zeeshannisar/resource-effecient-multi-stain-kidney-glomeruli-segmentation)
+    # lists the two training scripts in the reverse order.
     stages = (
         Stage(CROSS_STAIN, build_cross_stain, cross_stain_inputs),
         Stage(CONTRASTIVE, build_contrastive, contrastive_inputs),

@@ -4,6 +4,9 @@ Each patch and each stain channel draws a factor ``alpha`` and an offset ``beta`
 perturbed concentration is ``max(alpha * c + beta, 0)``. The study's ranges are
 ``alpha`` in [0.75, 1.25] and ``beta`` in [-0.05, 0.05], in the concentration units of
 :mod:`training.stain.deconvolution` (optical density divided by ln(1e6)).
+
+NOTE: the study does not state the unit of ``beta``. These are the units of
+scikit-image's ``separate_stains``, where 0.05 visibly shifts the colour of a patch.
 """
 
 from __future__ import annotations
