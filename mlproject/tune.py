@@ -21,7 +21,7 @@ import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
 from mlproject.common import UsageError, demo_paths, entry_run, optional, parser
-from mlproject.pretrain import log_encoder, train_encoder
+from mlproject.pretrain import prepare_pretraining, run_single_stage
 from mlproject.segment import evaluate_and_log_model, lineage_tags, prepare_splits, train_segmentation
 from registry.encoders import register_encoder
 from registry.loading import ModelReference, resolve_reference
@@ -29,9 +29,10 @@ from registry.names import SEGMENTATION_MODEL, encoder_model_name
 from registry.versions import register_version
 from tracking import tuning
 from tracking.runs import log_params_once
+from tracking.models import encoder_signature, log_keras_model
 from tracking.search_space import SearchSpace, load_search_space
 from training import config as configuration
-from training.methods import available
+from training.methods import available, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,17 @@ class TuneJob:
     register_as: str | None = None
 
 
+@dataclass
+class EncoderTrial:
+    """An encoder trained by one pretrain trial, with the lineage that registering it needs."""
+
+    encoder: keras.Model
+    checkpoints: object
+    config: dict
+    stains: str
+    dataset_digest: str
+
+
 def parse_n_trials(text: str) -> int:
     try:
         n_trials = int(str(text).strip())
@@ -111,6 +123,12 @@ def prepare_job(args) -> TuneJob:
     else:
         if args.method not in available():
             raise UsageError(f"method={args.method!r} is not available. Choose one of {', '.join(available())}.")
+        if get_method(args.method).stages:
+            # TODO: prune and score multi-stage methods (HR-CS-CO) per stage; until then tune rejects them.
+            raise UsageError(
+                f"method={args.method} trains in stages, which tune cannot search yet. "
+                "Tune a one-stage method (simclr, byol), or run pretrain per stage."
+            )
         task = args.method
         overrides = {"train.epochs": args.epochs}
         data_dir = optional(args.data_dir)
@@ -168,7 +186,11 @@ def train_trial(job: TuneJob, trial: optuna.Trial) -> float:
                 config, job.data_dir, job.encoder, job.encoder_resolved, callbacks=[pruning], monitor=objective.metric, mode=objective.mode,
             )
         else:
-            trained = train_encoder(config, job.method, job.data_dir, job.stain, callbacks=[pruning], monitor=objective.metric, mode=objective.mode)
+            images, digest, stains = prepare_pretraining(config, job.method, job.data_dir, job.stain)
+            encoder, checkpoints = run_single_stage(
+                get_method(job.method), config, images, callbacks=[pruning], monitor=objective.metric, mode=objective.mode,
+            )
+            trained = EncoderTrial(encoder, checkpoints, config, stains, digest)
         checkpoints = trained.checkpoints
         if checkpoints.best_epoch is None:
             raise tuning.NonFiniteObjectiveError(f"Trial {trial.number} reported no finite {objective.metric}, so it has no objective value.")
@@ -188,7 +210,7 @@ def _log_candidate_model(job: TuneJob, trial: optuna.Trial, trained) -> None:
         evaluation, info = evaluate_and_log_model(trained)
         trial.set_user_attr(LINEAGE_ATTR, lineage_tags(trained, evaluation))
     else:
-        info = log_encoder(trained)
+        info = log_keras_model(trained.encoder, "encoder", encoder_signature(trained.encoder))
         trial.set_user_attr(LINEAGE_ATTR, {"stains": trained.stains, "dataset_digest": trained.dataset_digest, "config": trained.config})
     trial.set_user_attr(MODEL_URI_ATTR, info.model_uri)
     trial.set_user_attr(MODEL_ID_ATTR, info.model_id)
@@ -224,10 +246,13 @@ def register_best(job: TuneJob, best: optuna.trial.FrozenTrial, parent: tuning.P
             client.set_tag(run_id, "registered_model_name", job.register_as)
             client.set_tag(run_id, "registered_model_version", version.version)
         else:
+            config = lineage.get("config", {})
+            method = get_method(job.method)
+            method_tags = method.encoder_tags(config) if method.encoder_tags else {}
             version = register_encoder(
                 mlflow.models.get_model_info(model_uri), method=job.method, stains=lineage.get("stains", "all"),
-                dataset_digest=lineage.get("dataset_digest", ""), config=lineage.get("config", {}), name=job.register_as,
-                score=best.value, score_name=f"best_{metric}", client=client, run_id=run_id, extra_tags=tune_tags,
+                dataset_digest=lineage.get("dataset_digest", ""), config=config, name=job.register_as,
+                score=best.value, score_name=f"best_{metric}", client=client, run_id=run_id, extra_tags={**method_tags, **tune_tags},
             )
     client.set_tag(parent.run_id, "registered_model_name", job.register_as)
     client.set_tag(parent.run_id, "registered_model_version", version.version)

@@ -62,18 +62,18 @@ def register_encoder(
     lineage tags at creation. With ``claim_champion`` the first version of a model
     gets the alias ``champion`` before any measurement, so ``name@champion`` resolves
     at once. Later versions leave the alias alone until ``promote`` measures them.
-    ``run_id`` is the run that logged the encoder (default: the active run). It gets
-    the tags ``registered_model_name`` and ``registered_model_version``.
+    ``extra_tags`` are the method's own tags, such as HR-CS-CO's ``stain``. ``run_id`` is
+    the run that logged the encoder (default: the active run). It gets the tags
+    ``registered_model_name`` and ``registered_model_version``.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
     run_id = run_id or mlflow.active_run().info.run_id
-    tags = lineage_tags(method, stains, dataset_digest, config, run_id)
+    tags = {**(extra_tags or {}), **lineage_tags(method, stains, dataset_digest, config, run_id)}
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
     if selection is not None:
         tags.update(selection.tags())
-    tags.update(extra_tags or {})
     version = register_version(
         model_info.model_uri, name, run_id, tags,
         description=f"{method} encoder pre-trained on stains {stains} (run {run_id}).",

@@ -78,6 +78,33 @@ def close(figure) -> None:
     plt.close(figure)
 
 
+def stain_channels_figure(panels: dict[str, np.ndarray], count: int = 4, title: str = "Stain channels"):
+    """Show one row per panel (RGB, then single-channel images in [0, 1]) and one column per patch.
+
+    HR-CS-CO's panels are the RGB patch, its haematoxylin (H) and counter-stain (O)
+    intensities, and each stain predicted from the other.
+    """
+    names = list(panels)
+    count = min(count, len(panels[names[0]]))
+    figure, axes = plt.subplots(len(names), count, figsize=(2 * count, 2.1 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        for column in range(count):
+            image = np.clip(np.asarray(panels[name][column]), 0, 1)
+            axis = axes[row][column]
+            if image.shape[-1] == 1:
+                axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
+            else:
+                axis.imshow(image)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row][0].set_ylabel(name, fontsize=9)
+    for column in range(count):
+        axes[0][column].set_title(f"patch {column + 1}", fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
 def selection_scores_figure(models: list[dict], title: str, alias: str = "champion"):
     """Plot each model's version scores as bars, one axis per model.
 

@@ -1,8 +1,9 @@
-"""Optimizers and learning-rate schedules shared by every method."""
+"""Optimizers, learning-rate and momentum schedules, and the EMA update shared by every method."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 OPTIMIZERS = ("adam", "lars", "sgd")
@@ -88,3 +89,32 @@ def build_optimizer(train: dict, steps_per_epoch: int, schedule: bool = True) ->
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate=rate, momentum=float(train.get("momentum", 0.9)))
     return keras.optimizers.Adam(learning_rate=rate)
+
+
+def cosine_momentum(step, total_steps: int, base_momentum: float):
+    """Return the target network's momentum at ``step``: ``base_momentum`` at 0, rising to 1.
+
+    BYOL (Grill et al., 2020, arXiv:2006.07733, section 3.2) uses
+    ``1 - (1 - base) * (cos(pi * k / K) + 1) / 2`` over the K training steps of the
+    whole run. Steps past K keep momentum 1.
+    """
+    if not 0 <= base_momentum <= 1:
+        raise ValueError(f"base_momentum={base_momentum} must lie in [0, 1] (BYOL uses 0.99).")
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps} must be at least 1 (epochs x steps per epoch).")
+    progress = ops.minimum(ops.cast(step, "float32") / float(total_steps), 1.0)
+    return 1.0 - (1.0 - base_momentum) * (ops.cos(np.pi * progress) + 1.0) / 2.0
+
+
+def ema_update(target_variables, online_variables, momentum) -> None:
+    """Move each target variable towards its online twin: ``t <- m * t + (1 - m) * o``."""
+    target_variables, online_variables = list(target_variables), list(online_variables)
+    if len(target_variables) != len(online_variables):
+        raise ValueError(
+            f"The target network has {len(target_variables)} variables and the online network "
+            f"{len(online_variables)}; build the target as a copy of the online network."
+        )
+    for target, online in zip(target_variables, online_variables):
+        if tuple(target.shape) != tuple(online.shape):
+            raise ValueError(f"Target variable {target.path} has shape {tuple(target.shape)} but online {online.path} has {tuple(online.shape)}.")
+        target.assign(momentum * target + (1.0 - momentum) * online)

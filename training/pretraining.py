@@ -39,6 +39,16 @@ def make_crop_datasets(images: UnlabelledImages, method: Method, config: dict) -
     return CropDatasets(train_ds, validation_ds, validation_crops)
 
 
+def preview_views(method, crops: np.ndarray, config: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Return the two views that ``method.make_inputs`` makes of a few uint8 crops, for figures.
+
+    ``method`` is a Method or a Stage whose inputs are pairs of views.
+    """
+    batch = next(iter(method.make_inputs(tf.data.Dataset.from_tensors(crops), config)))
+    view_1, view_2 = batch
+    return np.asarray(view_1), np.asarray(view_2)
+
+
 def compile_method_model(model: keras.Model, config: dict) -> None:
     train = config["train"]
     model.compile(optimizer=build_optimizer(train, int(train["steps_per_epoch"])))

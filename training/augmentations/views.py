@@ -121,3 +121,9 @@ def two_views(images: tf.Tensor, config: ViewConfig) -> tuple[tf.Tensor, tf.Tens
     """Convert a uint8 batch to float and return two independent random views of it."""
     images = tf.cast(images, tf.float32) / 255.0
     return random_view(images, config), random_view(images, config)
+
+
+def view_pairs(crops: tf.data.Dataset, config: dict) -> tf.data.Dataset:
+    """Map batches of uint8 crops to pairs of random views made by the ``augment`` section's recipe."""
+    view_config = ViewConfig.from_config(config.get("augment", {}))
+    return crops.map(lambda batch: two_views(batch, view_config), num_parallel_calls=tf.data.AUTOTUNE)

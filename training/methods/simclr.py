@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from training.augmentations.views import ViewConfig, two_views
+from training.augmentations.views import view_pairs
 from training.losses.contrastive import nt_xent
 from training.methods import Method, register
 from training.models.heads import mlp_head
@@ -73,12 +73,6 @@ def build_simclr(config: dict) -> SimCLR:
     return SimCLR(encoder, projection_head, temperature=float(method_config["temperature"]), name="simclr")
 
 
-def simclr_inputs(crops: tf.data.Dataset, config: dict) -> tf.data.Dataset:
-    """Map batches of uint8 crops to pairs of random views."""
-    view_config = ViewConfig.from_config(config.get("augment", {}))
-    return crops.map(lambda batch: two_views(batch, view_config), num_parallel_calls=tf.data.AUTOTUNE)
-
-
 @register("simclr")
 def simclr() -> Method:
-    return Method("simclr", build_simclr, simclr_inputs)
+    return Method("simclr", build_simclr, view_pairs)

@@ -75,14 +75,25 @@ def conv_block(x, filters: int, padding: str, name: str):
     return layers.Conv2D(filters, 3, padding=padding, activation="relu", kernel_initializer="he_normal", name=f"{name}_conv2")(x)
 
 
-def build_encoder(depth: int = 5, filters: int = 64, padding: str = "valid", name: str = "unet_encoder") -> keras.Model:
+def build_encoder(
+    depth: int = 5,
+    filters: int = 64,
+    padding: str = "valid",
+    name: str = "unet_encoder",
+    channels: int = 3,
+    input_name: str = "rgb",
+) -> keras.Model:
     """Build the UNet contracting path under the encoder contract.
 
     The input is rescaled from [0, 1] to [-1, 1] inside the model, with built-in layers
-    only, so the saved encoder loads without this project's code.
+    only, so the saved encoder loads without this project's code. With ``channels``
+    other than 3 the model takes other images in [0, 1], such as HR-CS-CO's
+    single-stain channels. Such a model is a part of an encoder, not an encoder itself.
     """
     _check_geometry(depth, filters, padding)
-    inputs = keras.Input(shape=(None, None, 3), name="rgb")
+    if channels < 1:
+        raise ValueError(f"channels={channels} must be a positive number of input channels.")
+    inputs = keras.Input(shape=(None, None, channels), name=input_name)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_symmetric_range")(inputs)
     features = []
     for level in range(depth):
@@ -116,6 +127,13 @@ def build_unet(encoder: keras.Model, patch_size: int, padding: str, classes: int
             f"Encoder {encoder.name!r} returns {type(features).__name__}, expected a list of at least two feature maps "
             "(skip connections, then the bottleneck)."
         )
+    x = expanding_path(features, padding)
+    outputs = layers.Conv2D(classes, 1, activation="softmax", name="class_probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def expanding_path(features, padding: str):
+    """Apply the decoder's up-sampling levels to symbolic encoder features; return the last map."""
     x = features[-1]
     for level in reversed(range(len(features) - 1)):
         skip = features[level]
@@ -124,7 +142,30 @@ def build_unet(encoder: keras.Model, patch_size: int, padding: str, classes: int
         skip = _centre_crop(skip, x.shape[1], name=f"decoder_crop{level + 1}")
         x = layers.Concatenate(name=f"decoder_concat{level + 1}")([skip, x])
         x = conv_block(x, width, padding, name=f"decoder_level{level + 1}")
-    outputs = layers.Conv2D(classes, 1, activation="softmax", name="class_probabilities")(x)
+    return x
+
+
+def build_decoder(
+    encoder: keras.Model,
+    patch_size: int,
+    padding: str,
+    output_channels: int = 1,
+    activation: str = "sigmoid",
+    name: str = "decoder",
+) -> keras.Model:
+    """Build a stand-alone decoder that maps ``encoder``'s features of a square patch to an image.
+
+    The model takes the list of feature maps that ``encoder`` returns for inputs of
+    ``patch_size`` and outputs ``output_channels`` maps of the UNet's output size, so
+    the decoder can be frozen while the encoder trains.
+    """
+    sizes = level_sizes(patch_size, len(encoder.outputs), padding)
+    inputs = [
+        keras.Input(shape=(size, size, feature.shape[-1]), name=f"features_level{level + 1}")
+        for level, (size, feature) in enumerate(zip(sizes, encoder.outputs))
+    ]
+    x = expanding_path(inputs, padding)
+    outputs = layers.Conv2D(output_channels, 1, activation=activation, name="prediction")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -1,0 +1,1 @@
+"""Stain separation: stain matrices per stain code, colour deconvolution, perturbation."""
