@@ -273,6 +273,7 @@ BAD_PARAMETERS = [
     (["--epochs", "2", "--search-space", "{space}"], "train.epochs is both set by a parameter and searched"),
     (["--n-trials", "0"], "at least 1 trial"),
     (["--labelled-dir", "{missing}"], "missing"),
+    (["--target", "pretrain", "--method", "hrcsco"], "trains in stages"),
 ]
 
 
