@@ -157,7 +157,7 @@ def prepare_job(args) -> TuneJob:
     elif not Path(data_dir).is_dir():
         raise UsageError(f"data_dir={data_dir} is not a folder: give the folder of unlabelled images.")
 
-    # optional() maps "none" to None as well, so the raw value tells "none" from empty.
+    # optional() maps "none" to None as well, so only the raw value separates "none" from empty.
     register_as = args.register_as.strip()
     if register_as.lower() == "none":
         register_as = None
