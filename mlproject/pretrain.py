@@ -113,22 +113,8 @@ def run(args) -> None:
     labelled_dir = optional(args.labelled_dir)
     selection_data = prepare_protocol_data(labelled_dir, args.selection_config, PROTOCOL) if labelled_dir else None
     stain = optional(args.stain)
-    mlflow.set_tags({"method": args.method, "stains": stain or "all"})
-    log_config(config, {"data_dir": str(data_dir), "method": args.method})
+    images, digest, _ = prepare_pretraining(config, args.method, data_dir, stain)
 
-    data, train = config["data"], config["train"]
-    images = load_unlabelled(
-        data_dir, int(data["patch_size"]), float(data["image_scale"]), float(data["validation_share"]),
-        domains=per_stain_domains(data_dir, stain, config), seed=int(train["seed"]),
-    )
-    if "stain" in config.get("method", {}):
-        reject_grey_images(images.files)
-    digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
-    mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
-    if not stain:
-        mlflow.set_tag("stains", ",".join(images.domains))
-
-    set_seed(int(train["seed"]))
     method = get_method(args.method)
     if not method.stages and (args.stage.strip() not in ("", "all") or optional(args.resume_from)):
         logger.warning("%s trains in one stage: stage=%s and resume_from=%s are ignored.", args.method, args.stage, args.resume_from)
@@ -138,7 +124,8 @@ def run(args) -> None:
             return
         encoder, best = trained
     else:
-        encoder, best = run_single_stage(method, config, images, args)
+        encoder, checkpoints = run_single_stage(method, config, images)
+        best = checkpoints.best
 
     info = log_keras_model(encoder, "encoder", encoder_signature(encoder))
     selection = score_new_encoder(info.model_uri, selection_data) if selection_data else None
@@ -156,25 +143,51 @@ def run(args) -> None:
         promote(version.name, selection_data, versions=[str(version.version)])
 
 
-def run_single_stage(method: Method, config: dict, images, args):
-    """Train a one-stage method in the active run; return its encoder and best val_loss."""
+def prepare_pretraining(config: dict, method_name: str, data_dir, stain: str | None):
+    """Log a pre-training run's inputs, load its images and seed it; return (images, dataset digest, stains)."""
+    mlflow.set_tags({"method": method_name, "stains": stain or "all"})
+    log_config(config, {"data_dir": str(data_dir), "method": method_name})
+
+    data, train = config["data"], config["train"]
+    images = load_unlabelled(
+        data_dir, int(data["patch_size"]), float(data["image_scale"]), float(data["validation_share"]),
+        domains=per_stain_domains(data_dir, stain, config), seed=int(train["seed"]),
+    )
+    if "stain" in config.get("method", {}):
+        reject_grey_images(images.files)
+    digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
+    mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
+    if not stain:
+        mlflow.set_tag("stains", ",".join(images.domains))
+
+    set_seed(int(train["seed"]))
+    return images, digest, stain or ",".join(images.domains)
+
+
+def run_single_stage(method: Method, config: dict, images, callbacks=(), monitor: str = "val_loss", mode: str = "min"):
+    """Train a one-stage method in the active run; return its encoder and the CheckpointLogger.
+
+    ``callbacks`` run after the tracking callbacks, so they see every epoch's logged
+    metrics. The encoder keeps the weights of the epoch with the best ``monitor`` value
+    (lowest for ``mode="min"``, highest for ``"max"``), which the CheckpointLogger holds.
+    """
     model = method.build_model(config)
     datasets = make_crop_datasets(images, method, config)
     compile_method_model(model, config)
 
     view_1, view_2 = next(iter(datasets.validation))
-    figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{args.method}: two random views per patch")
+    figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{method.name}: two random views per patch")
     mlflow.log_figure(figure, "figures/views.png")
     close(figure)
 
     run_id = mlflow.active_run().info.run_id
-    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-    history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
-    figure = learning_curves_figure(history.history, title=f"{args.method} pre-training")
+    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor=monitor, mode=mode)
+    history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
+    figure = learning_curves_figure(history.history, title=f"{method.name} pre-training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
     close(figure)
     log_json(history.history, "history.json")
-    return model.encoder, checkpoints.best
+    return model.encoder, checkpoints
 
 
 def stage_start_model(method: Method, index: int, config: dict, parent_run_id: str, args):

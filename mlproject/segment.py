@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+import keras
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from mlproject.common import demo_paths, entry_run, optional, parse_bool, parser
-from registry.loading import load_encoder, resolve_reference
+from registry.loading import ModelReference, load_encoder, resolve_reference
 from registry.names import SEGMENTATION_MODEL
 from registry.versions import register_version
 from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
@@ -74,17 +77,32 @@ def log_test_figure(model, evaluation, splits, image_scale: float) -> None:
     close(figure)
 
 
-def run(args) -> None:
-    config = resolve_config(args)
-    # Resolve the encoder first, so a wrong name or alias fails before any data is read.
-    encoder_reference = optional(args.encoder)
-    resolved = resolve_reference(encoder_reference) if encoder_reference else None
-    labelled_dir = optional(args.labelled_dir)
-    if labelled_dir is None:
-        _, labelled_dir = demo_paths()
-        logger.info("No labelled_dir given: training on the scikit-image IHC demo task in %s.", labelled_dir)
-        mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
-    log_config(config, {"labelled_dir": str(labelled_dir), "encoder": args.encoder})
+@dataclass
+class SegmentationRun:
+    """A UNet trained in the active run, with what scoring and registering it need."""
+
+    run_id: str
+    config: dict
+    model: keras.Model
+    history: dict
+    checkpoints: CheckpointLogger
+    splits: object
+    stains: list[str]
+    dataset_digest: str
+
+
+def train_segmentation(
+    config: dict, labelled_dir, encoder: str = "none", resolved: ModelReference | None = None, callbacks=(),
+    monitor: str = "val_loss", mode: str = "min",
+) -> SegmentationRun:
+    """Log the inputs of a segmentation run, then train a UNet in the active run.
+
+    ``encoder`` is the encoder parameter as given and ``resolved`` its resolution (None:
+    train from scratch). ``callbacks`` run after the tracking callbacks, so they see
+    every epoch's logged metrics. The model keeps the weights of the epoch with the
+    best ``monitor`` value (lowest for ``mode="min"``, highest for ``"max"``).
+    """
+    log_config(config, {"labelled_dir": str(labelled_dir), "encoder": encoder})
     data, train = config["data"], config["train"]
 
     items, stains, splits = prepare_splits(labelled_dir, config)
@@ -95,9 +113,9 @@ def run(args) -> None:
     files = [p for item in items for p in (item.image_path, item.mask_path)]
     digest = log_dataset(labelled_dir, files, name=f"labelled:{labelled_dir}", context="training")
 
-    encoder = None
+    encoder_model = None
     if resolved is not None:
-        encoder, resolved = load_encoder(resolved)
+        encoder_model, resolved = load_encoder(resolved)
         mlflow.set_tags({"encoder": resolved.uri, "method": resolved.tags.get("method", "unknown")})
     else:
         mlflow.set_tags({"encoder": "none", "method": "baseline"})
@@ -107,35 +125,70 @@ def run(args) -> None:
     validation_images = load_labelled(splits.validation, scale)
 
     run_id = mlflow.active_run().info.run_id
-    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-    trained = train_segmentation_model(config, training_images, validation_images, encoder, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
+    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor=monitor, mode=mode)
+    trained = train_segmentation_model(config, training_images, validation_images, encoder_model, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
     model, history = trained.model, trained.history
     figure = learning_curves_figure({k: v for k, v in history.history.items() if k != "learning_rate"}, title="Segmentation training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
     close(figure)
+    return SegmentationRun(run_id, config, model, history.history, checkpoints, splits, stains, digest)
 
-    evaluation = evaluate(model, splits.test, scale)
+
+def evaluate_and_log_model(trained: SegmentationRun):
+    """Score the test split, log the scores and figure, then log the model; return (evaluation, ModelInfo)."""
+    scale = float(trained.config["data"]["image_scale"])
+    evaluation = evaluate(trained.model, trained.splits.test, scale)
     mlflow.log_metric("test_f1", evaluation.pooled)
     mlflow.log_metrics({f"test_f1_{stain}": value for stain, value in evaluation.per_stain.items()})
     log_json(evaluation.per_image, "test_scores.json")
-    log_test_figure(model, evaluation, splits, scale)
+    log_test_figure(trained.model, evaluation, trained.splits, scale)
     logger.info("test_f1 %.4f; per stain: %s", evaluation.pooled, ", ".join(f"{s} {v:.4f}" for s, v in evaluation.per_stain.items()))
 
-    info = log_keras_model(model, "model", segmentation_signature(model))
+    info = log_keras_model(trained.model, "model", segmentation_signature(trained.model))
+    return evaluation, info
+
+
+def lineage_tags(trained: SegmentationRun, evaluation) -> dict[str, str]:
+    """Tags a registered segmentation model carries: what made it, from which data, its score."""
+    run_tags = MlflowClient().get_run(trained.run_id).data.tags
+    return {
+        "method": run_tags.get("method", "baseline"),
+        "stains": ",".join(trained.stains),
+        "dataset_digest": trained.dataset_digest,
+        "source_run_id": trained.run_id,
+        "encoder": run_tags.get("encoder", "none"),
+        "label_fraction": str(trained.config["segment"]["label_fraction"]),
+        "test_f1": f"{evaluation.pooled:.6g}",
+    }
+
+
+def register_segmentation(trained: SegmentationRun, evaluation, info, name: str):
+    """Register the run's logged model as a version of ``name`` with its lineage tags."""
+    client = MlflowClient()
+    tags = lineage_tags(trained, evaluation)
+    version = register_version(info.model_uri, name, trained.run_id, tags, description="Glomerulus UNet", model_id=info.model_id)
+    client.set_tag(trained.run_id, "registered_model_name", name)
+    client.set_tag(trained.run_id, "registered_model_version", version.version)
+    return version
+
+
+def run(args) -> None:
+    config = resolve_config(args)
+    # Resolve the encoder first, so a wrong name or alias fails before any data is read.
+    encoder_reference = optional(args.encoder)
+    resolved = resolve_reference(encoder_reference) if encoder_reference else None
+    labelled_dir = optional(args.labelled_dir)
+    if labelled_dir is None:
+        _, labelled_dir = demo_paths()
+        logger.info("No labelled_dir given: training on the scikit-image IHC demo task in %s.", labelled_dir)
+        mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
+
+    trained = train_segmentation(config, labelled_dir, args.encoder, resolved)
+    evaluation, info = evaluate_and_log_model(trained)
     register_as = optional(args.register_as)
     if register_as is None:
         return
-    tags = {
-        "method": mlflow.get_run(run_id).data.tags.get("method", "baseline"),
-        "stains": ",".join(stains),
-        "dataset_digest": digest,
-        "source_run_id": run_id,
-        "encoder": mlflow.get_run(run_id).data.tags.get("encoder", "none"),
-        "label_fraction": str(config["segment"]["label_fraction"]),
-        "test_f1": f"{evaluation.pooled:.6g}",
-    }
-    version = register_version(info.model_uri, register_as, run_id, tags, description="Glomerulus UNet", model_id=info.model_id)
-    mlflow.set_tags({"registered_model_name": register_as, "registered_model_version": version.version})
+    register_segmentation(trained, evaluation, info, register_as)
 
 
 def main(argv=None) -> None:

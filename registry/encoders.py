@@ -53,6 +53,7 @@ def register_encoder(
     selection: ScoreRecord | None = None,
     claim_champion: bool = True,
     client: MlflowClient | None = None,
+    run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
 ):
     """Register a logged encoder as a new version of ``unet-encoder-<method>`` (or ``name``).
@@ -61,11 +62,13 @@ def register_encoder(
     lineage tags at creation. With ``claim_champion`` the first version of a model
     gets the alias ``champion`` before any measurement, so ``name@champion`` resolves
     at once. Later versions leave the alias alone until ``promote`` measures them.
-    ``extra_tags`` are the method's own tags, such as HR-CS-CO's ``stain``.
+    ``extra_tags`` are the method's own tags, such as HR-CS-CO's ``stain``. ``run_id`` is
+    the run that logged the encoder (default: the active run). It gets the tags
+    ``registered_model_name`` and ``registered_model_version``.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
-    run_id = mlflow.active_run().info.run_id
+    run_id = run_id or mlflow.active_run().info.run_id
     tags = {**(extra_tags or {}), **lineage_tags(method, stains, dataset_digest, config, run_id)}
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
@@ -76,7 +79,8 @@ def register_encoder(
         description=f"{method} encoder pre-trained on stains {stains} (run {run_id}).",
         model_id=getattr(model_info, "model_id", None), client=client,
     )
-    mlflow.set_tags({"registered_model_name": name, "registered_model_version": version.version})
+    client.set_tag(run_id, "registered_model_name", name)
+    client.set_tag(run_id, "registered_model_version", version.version)
     if claim_champion and alias_version(name, CHAMPION, client) is None:
         set_alias(name, CHAMPION, version.version, client)
     return version

@@ -56,19 +56,26 @@ class CheckpointLogger(keras.callbacks.Callback):
     """Save weights each epoch and log them under ``checkpoints/``.
 
     ``checkpoints/last.weights.h5`` is the latest epoch (for resuming);
-    ``checkpoints/best.weights.h5`` the epoch with the lowest ``monitor`` value. The
-    best weights are restored into the model when training ends.
+    ``checkpoints/best.weights.h5`` the epoch with the best ``monitor`` value: the
+    lowest with ``mode="min"``, the highest with ``mode="max"``. The best weights are
+    restored into the model when training ends.
     """
 
-    def __init__(self, run_id: str, folder: Path, monitor: str = "val_loss", every: int = 1, client: MlflowClient | None = None):
+    def __init__(
+        self, run_id: str, folder: Path, monitor: str = "val_loss", every: int = 1, client: MlflowClient | None = None,
+        mode: str = "min",
+    ):
         super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"CheckpointLogger mode={mode!r} is invalid: use 'min' (for losses) or 'max' (for scores such as val_f1).")
         self.run_id = run_id
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.monitor = monitor
+        self.mode = mode
         self.every = max(1, int(every))
         self.client = client or MlflowClient()
-        self.best = math.inf
+        self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch: int | None = None
 
     @property
@@ -79,7 +86,7 @@ class CheckpointLogger(keras.callbacks.Callback):
         value = float((logs or {}).get(self.monitor, math.nan))
         last = self.folder / "last.weights.h5"
         self.model.save_weights(last)
-        improved = math.isfinite(value) and value < self.best
+        improved = math.isfinite(value) and (value < self.best if self.mode == "min" else value > self.best)
         if improved:
             self.best, self.best_epoch = value, epoch
             self.model.save_weights(self.best_path)

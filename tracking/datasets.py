@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -17,9 +18,11 @@ def files_digest(root: Path | str, files: Iterable[Path | str]) -> str:
     The digest changes when a file is added, removed, renamed or edited, and not when
     the folder moves.
     """
-    root = Path(root).resolve()
+    # Paths are made absolute without following symbolic links, so a folder of links
+    # to files elsewhere (a subset of a read-only dataset) digests like a copy would.
+    root = Path(os.path.abspath(root))
     digest = hashlib.sha256()
-    for path in sorted(Path(f).resolve() for f in files):
+    for path in sorted(Path(os.path.abspath(f)) for f in files):
         digest.update(str(path.relative_to(root)).encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
