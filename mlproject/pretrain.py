@@ -8,6 +8,9 @@ import mlflow
 
 from mlproject.common import UsageError, demo_paths, entry_run, optional, parser
 from registry.encoders import register_encoder
+from registry.promotion import promote, score_reference
+from registry.protocol import PROTOCOL, ProtocolData, prepare_protocol_data
+from registry.scores import ScoreRecord
 from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
 from tracking.datasets import log_dataset
 from tracking.figures import close, learning_curves_figure, views_figure
@@ -33,6 +36,15 @@ def parse_args(argv=None):
     p.add_argument("--config", default="small", help="Overlay: a shipped name (small, study) or a YAML file path.")
     p.add_argument("--register-as", default="", help="Registered model name; empty: unet-encoder-<method>; none: do not register.")
     p.add_argument("--seed", default="", help="Random seed; empty: from the configuration.")
+    p.add_argument(
+        "--labelled-dir", default="",
+        help="Labelled set: after training, score the encoder under the selection protocol on it and move champion "
+        "if it beats the current one. Empty: no scoring.",
+    )
+    p.add_argument(
+        "--selection-config", default="selection",
+        help="Fine-tuning overlay of the selection protocol, as promote's config; scores compare only under the same one.",
+    )
     return p.parse_args(argv)
 
 
@@ -56,6 +68,9 @@ def run(args) -> None:
         data_dir, _ = demo_paths()
         logger.info("No data_dir given: pre-training on the scikit-image IHC demo image in %s.", data_dir)
         mlflow.set_tag("dataset", "skimage-immunohistochemistry-demo")
+    # A labelled set for scoring is checked and loaded before pre-training starts.
+    labelled_dir = optional(args.labelled_dir)
+    selection_data = prepare_protocol_data(labelled_dir, args.selection_config, PROTOCOL) if labelled_dir else None
     stain = optional(args.stain)
     mlflow.set_tags({"method": args.method, "stains": stain or "all"})
     log_config(config, {"data_dir": str(data_dir), "method": args.method})
@@ -90,14 +105,28 @@ def run(args) -> None:
     log_json(history.history, "history.json")
 
     info = log_keras_model(model.encoder, "encoder", encoder_signature(model.encoder))
+    selection = score_new_encoder(info.model_uri, selection_data) if selection_data else None
     register_as = optional(args.register_as) if args.register_as.strip().lower() != "none" else "none"
     if register_as == "none":
         logger.info("register_as=none: the encoder is logged as %s but not registered.", info.model_uri)
         return
-    register_encoder(
+    version = register_encoder(
         info, method=args.method, stains=stain or ",".join(images.domains), dataset_digest=digest, config=config,
         name=register_as, score=checkpoints.best, score_name="best_val_loss",
+        selection=selection, claim_champion=selection is None,
     )
+    if selection_data is not None:
+        promote(version.name, selection_data, versions=[str(version.version)])
+
+
+def score_new_encoder(model_uri: str, data: ProtocolData) -> ScoreRecord:
+    """Score the logged encoder under the selection protocol in a nested run, before it is registered."""
+    files = [path for item in data.items for path in (item.image_path, item.mask_path)]
+    log_dataset(data.labelled_dir, files, name=f"labelled:{data.labelled_dir}", context="selection")
+    record, _ = score_reference(model_uri, data, run_name=f"score {data.protocol.name}")
+    mlflow.log_metric("selection_score", record.score)
+    mlflow.set_tags({"selection_protocol": record.protocol, "selection_protocol_key": record.key})
+    return record
 
 
 def main(argv=None) -> None:

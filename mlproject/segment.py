@@ -7,7 +7,7 @@ import logging
 import mlflow
 
 from mlproject.common import demo_paths, entry_run, optional, parse_bool, parser
-from registry.loading import load_encoder
+from registry.loading import load_encoder, resolve_reference
 from registry.names import SEGMENTATION_MODEL
 from registry.versions import register_version
 from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
@@ -76,6 +76,9 @@ def log_test_figure(model, evaluation, splits, image_scale: float) -> None:
 
 def run(args) -> None:
     config = resolve_config(args)
+    # Resolve the encoder first, so a wrong name or alias fails before any data is read.
+    encoder_reference = optional(args.encoder)
+    resolved = resolve_reference(encoder_reference) if encoder_reference else None
     labelled_dir = optional(args.labelled_dir)
     if labelled_dir is None:
         _, labelled_dir = demo_paths()
@@ -92,11 +95,9 @@ def run(args) -> None:
     files = [p for item in items for p in (item.image_path, item.mask_path)]
     digest = log_dataset(labelled_dir, files, name=f"labelled:{labelled_dir}", context="training")
 
-    encoder_reference = optional(args.encoder)
     encoder = None
-    if encoder_reference:
-        encoder, resolved = load_encoder(encoder_reference)
-        mlflow.log_params(resolved.as_params("encoder_resolved"))
+    if resolved is not None:
+        encoder, resolved = load_encoder(resolved)
         mlflow.set_tags({"encoder": resolved.uri, "method": resolved.tags.get("method", "unknown")})
     else:
         mlflow.set_tags({"encoder": "none", "method": "baseline"})

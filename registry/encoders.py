@@ -9,6 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from registry.names import CHAMPION, encoder_model_name
+from registry.scores import ScoreRecord
 from registry.versions import alias_version, register_version, set_alias
 from training.config import to_yaml
 
@@ -20,7 +21,11 @@ _MAX_TAG_LENGTH = 5000
 
 
 def lineage_tags(method: str, stains: str, dataset_digest: str, config: dict, run_id: str) -> dict[str, str]:
-    """Tags every encoder version carries: what made it, from which data, in which run."""
+    """Return the tags every encoder version carries: what made it, from which data, in which run.
+
+    The resolved configuration is the tag ``config`` when it fits a tag, and always
+    the source run's artifact ``config.yaml``, named by ``config_artifact``.
+    """
     config_text = to_yaml(config)
     tags = {
         "method": method,
@@ -29,6 +34,7 @@ def lineage_tags(method: str, stains: str, dataset_digest: str, config: dict, ru
         "source_run_id": run_id,
         "epochs": str(config["train"]["epochs"]),
         "config_digest": hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        "config_artifact": f"runs:/{run_id}/config.yaml",
     }
     if len(config_text) <= _MAX_TAG_LENGTH:
         tags["config"] = config_text
@@ -44,12 +50,16 @@ def register_encoder(
     name: str | None = None,
     score: float | None = None,
     score_name: str | None = None,
+    selection: ScoreRecord | None = None,
+    claim_champion: bool = True,
     client: MlflowClient | None = None,
 ):
     """Register a logged encoder as a new version of ``unet-encoder-<method>`` (or ``name``).
 
-    The first version of a model also gets the alias ``champion``; later versions
-    leave it where it is until the ``promote`` entry point measures them.
+    ``selection``, a score measured under the selection protocol, is written with the
+    lineage tags at creation. With ``claim_champion`` the first version of a model
+    gets the alias ``champion`` before any measurement, so ``name@champion`` resolves
+    at once. Later versions leave the alias alone until ``promote`` measures them.
     """
     client = client or MlflowClient()
     name = name or encoder_model_name(method)
@@ -57,12 +67,14 @@ def register_encoder(
     tags = lineage_tags(method, stains, dataset_digest, config, run_id)
     if score is not None and score_name:
         tags[score_name] = f"{score:.6g}"
+    if selection is not None:
+        tags.update(selection.tags())
     version = register_version(
         model_info.model_uri, name, run_id, tags,
         description=f"{method} encoder pre-trained on stains {stains} (run {run_id}).",
         model_id=getattr(model_info, "model_id", None), client=client,
     )
     mlflow.set_tags({"registered_model_name": name, "registered_model_version": version.version})
-    if alias_version(name, CHAMPION, client) is None:
+    if claim_champion and alias_version(name, CHAMPION, client) is None:
         set_alias(name, CHAMPION, version.version, client)
     return version

@@ -5,6 +5,7 @@ Accepted references:
 * ``unet-encoder-simclr``: the version behind the alias ``champion``;
 * ``unet-encoder-simclr@candidate``: the version behind another alias;
 * ``unet-encoder-simclr/3``: version 3;
+* ``unet-encoder-simclr/latest``: the newest version;
 * any URI with a scheme: ``models:/...``, ``runs:/<run>/<path>``, ``file://...``, ``s3://...``.
 
 Registered references are resolved to a fixed version first, so a run that records
@@ -18,17 +19,23 @@ import logging
 import re
 from dataclasses import dataclass, field
 
+import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from registry.names import CHAMPION, validate_alias
+from tracking.runs import log_params_once
 
 logger = logging.getLogger(__name__)
 
-_NAME_VERSION = re.compile(r"^(?P<name>[^@/]+)/(?P<version>\d+)$")
+_NAME_VERSION = re.compile(r"^(?P<name>[^@/]+)/(?P<version>\d+|latest)$")
 _NAME_ALIAS = re.compile(r"^(?P<name>[^@/]+)@(?P<alias>[^@/]+)$")
 _NAME_ONLY = re.compile(r"^[^@/:]+$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+# Error codes of a missing version or alias. The SQL store of MLflow 3.17.2 raises
+# RESOURCE_DOES_NOT_EXIST for a version and INVALID_PARAMETER_VALUE for an alias.
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 # Modules whose import registers custom Keras layers that some encoders need.
 _CUSTOM_OBJECT_MODULES = ("training.stain",)
@@ -63,33 +70,45 @@ class ModelReference:
         return params
 
 
-def _registered_overview(client: MlflowClient, limit: int = 20) -> str:
+def quote_filter_value(name: str) -> str:
+    """Quote a model name for an MLflow search filter string."""
+    return "'" + name.replace("'", "\\'") + "'"
+
+
+def model_overview(client: MlflowClient, name: str) -> str:
+    """Describe one registered model's versions and aliases in one line."""
+    versions = client.search_model_versions(f"name={quote_filter_value(name)}")
+    numbers = ", ".join(sorted((str(v.version) for v in versions), key=int)) or "none"
+    aliases = client.get_registered_model(name).aliases or {}
+    alias_text = ", ".join(f"{alias} -> version {version}" for alias, version in sorted(aliases.items())) or "none"
+    return f"{name}: versions {numbers}; aliases {alias_text}"
+
+
+def registry_overview(client: MlflowClient, limit: int = 20) -> str:
+    """Describe up to ``limit`` registered models with their versions and aliases."""
     models = client.search_registered_models(max_results=limit)
     if not models:
-        return "The registry holds no models yet; run `mlflow run . -e pretrain` first."
-    lines = []
-    for model in models:
-        aliases = ", ".join(f"{alias}->v{version}" for alias, version in sorted((model.aliases or {}).items())) or "no aliases"
-        latest = max((int(v.version) for v in model.latest_versions or []), default=0)
-        lines.append(f"  {model.name} (latest version {latest}; {aliases})")
-    return "Registered models:\n" + "\n".join(lines)
+        return "The registry contains no models yet; register an encoder with `mlflow run . -e pretrain` first."
+    lines = [f"  {model_overview(client, model.name)}" for model in models]
+    more = f"\n  (only the first {limit} models are shown)" if len(models) == limit else ""
+    return "Registered models:\n" + "\n".join(lines) + more
 
 
-def _model_overview(client: MlflowClient, name: str) -> str:
-    versions = client.search_model_versions(f"name='{name}'", max_results=50)
-    numbers = ", ".join(sorted((v.version for v in versions), key=int)) or "none"
-    aliases = client.get_registered_model(name).aliases or {}
-    alias_text = ", ".join(f"{a}->v{v}" for a, v in sorted(aliases.items())) or "none"
-    return f"{name} has versions {numbers} and aliases {alias_text}."
-
-
-def _require_model(client: MlflowClient, name: str) -> None:
+def require_model(client: MlflowClient, name: str) -> None:
+    """Raise ModelNotFoundError, listing the registered models, when ``name`` is not registered."""
     try:
         client.get_registered_model(name)
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ModelNotFoundError(f"Registered model {name!r} not found. {_registered_overview(client)}") from None
+            raise ModelNotFoundError(f"Registered model {name!r} not found. {registry_overview(client)}") from None
         raise
+
+
+def _latest_version(client: MlflowClient, name: str) -> str:
+    versions = client.search_model_versions(f"name={quote_filter_value(name)}")
+    if not versions:
+        raise ModelNotFoundError(f"Registered model {name!r} has no versions yet. {registry_overview(client)}")
+    return str(max(int(v.version) for v in versions))
 
 
 def resolve_reference(reference: str, client: MlflowClient | None = None) -> ModelReference:
@@ -124,18 +143,29 @@ def resolve_reference(reference: str, client: MlflowClient | None = None) -> Mod
             "or a model URI such as models:/unet-encoder-simclr@champion."
         )
 
-    _require_model(client, name)
+    # The alias rules are checked before the registry is contacted.
     if alias is not None:
         validate_alias(alias)
+    require_model(client, name)
+    if alias is not None:
         try:
             found = client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            raise ModelNotFoundError(f"Alias {alias!r} not found. {_model_overview(client, name)}") from None
+        except MlflowException as error:
+            if error.error_code not in _NOT_FOUND_CODES:
+                raise
+            raise ModelNotFoundError(
+                f"Alias {alias!r} of {name!r} not found. {model_overview(client, name)}. "
+                f"Pass one of these aliases or versions, or set the alias with `mlflow run . -e promote -P model={name}`."
+            ) from None
     else:
+        if version == "latest":
+            version = _latest_version(client, name)
         try:
             found = client.get_model_version(name, version)
-        except MlflowException:
-            raise ModelNotFoundError(f"Version {version} not found. {_model_overview(client, name)}") from None
+        except MlflowException as error:
+            if error.error_code not in _NOT_FOUND_CODES:
+                raise
+            raise ModelNotFoundError(f"Version {version} of {name!r} not found. {model_overview(client, name)}.") from None
     return ModelReference(
         reference=reference,
         uri=f"models:/{name}/{found.version}",
@@ -155,24 +185,45 @@ def _register_custom_objects() -> None:
             logger.debug("Module %s not available; its custom layers are not registered.", module)
 
 
-def load_model(reference: str, client: MlflowClient | None = None):
-    """Load any Keras model by reference; return (model, resolved ModelReference)."""
-    import mlflow
+def record_resolution(resolved: ModelReference, prefix: str) -> None:
+    """Log the resolved version as params of the active run, if one is active.
 
-    resolved = resolve_reference(reference, client)
+    The params name the fixed version behind an alias at load time, so the run can
+    be reproduced after the alias moves.
+    """
+    if mlflow.active_run() is None:
+        return
+    log_params_once(resolved.as_params(prefix))
+
+
+def load_model(reference: str | ModelReference, client: MlflowClient | None = None, record_as: str | None = "model_resolved"):
+    """Load any Keras model by reference, returning (model, resolved ModelReference).
+
+    ``reference`` may also be a :class:`ModelReference` that :func:`resolve_reference`
+    returned earlier, so a job can check its inputs before it starts working.
+    With an active run and ``record_as`` set, the resolved URI, name, version and
+    alias are logged as params ``<record_as>_uri``, ``<record_as>_version`` and so on.
+    """
+    resolved = reference if isinstance(reference, ModelReference) else resolve_reference(reference, client)
     _register_custom_objects()
-    logger.info("Loading %s (resolved to %s).", reference, resolved.uri)
+    logger.info("Loading %s (resolved to %s).", resolved.reference, resolved.uri)
     model = mlflow.keras.load_model(resolved.uri)
+    if record_as:
+        record_resolution(resolved, record_as)
     return model, resolved
 
 
-def load_encoder(reference: str, client: MlflowClient | None = None):
-    """Load an encoder by reference and check the encoder contract; return (encoder, reference)."""
-    model, resolved = load_model(reference, client)
+def load_encoder(reference: str | ModelReference, client: MlflowClient | None = None, record_as: str | None = "encoder_resolved"):
+    """Load an encoder by reference and check the encoder contract, returning (encoder, reference).
+
+    The default reference form ``unet-encoder-simclr`` loads the version behind the
+    alias ``champion``. Recording works as in :func:`load_model`.
+    """
+    model, resolved = load_model(reference, client, record_as)
     outputs = model.outputs if hasattr(model, "outputs") else None
     if not outputs or len(outputs) < 2 or model.inputs[0].shape[-1] != 3:
         raise ValueError(
-            f"{reference} ({resolved.uri}) is not an encoder: an encoder takes an RGB batch and returns a list of "
+            f"{resolved.reference} ({resolved.uri}) is not an encoder: an encoder takes an RGB batch and returns a list of "
             "feature maps (skip connections, then the bottleneck). Pass an unet-encoder-<method> model."
         )
     return model, resolved

@@ -56,7 +56,29 @@ def register_version(
     return version
 
 
+def replace_version_tags(name: str, version: str | int, tags: Mapping[str, object], commit_tag: str, client: MlflowClient | None = None) -> None:
+    """Write ``tags`` on a version so that ``commit_tag`` marks a complete set.
+
+    MLflow sets version tags one at a time, so ``commit_tag`` (one of ``tags``) is
+    removed first and written last. A write that fails halfway leaves the version
+    without ``commit_tag``, and readers treat it as carrying none of these tags.
+    """
+    if commit_tag not in tags:
+        raise ValueError(f"commit_tag={commit_tag!r} is not among the tags {', '.join(tags)}; pass one of them.")
+    client = client or MlflowClient()
+    version = str(version)
+    current = client.get_model_version(name, version).tags or {}
+    if commit_tag in current:
+        client.delete_model_version_tag(name, version, commit_tag)
+    for key, value in tags.items():
+        if key != commit_tag:
+            client.set_model_version_tag(name, version, key, _tag_text(value))
+    client.set_model_version_tag(name, version, commit_tag, _tag_text(tags[commit_tag]))
+    logger.info("Tagged %s version %s with %s.", name, version, ", ".join(f"{k}={v}" for k, v in tags.items()))
+
+
 def set_alias(name: str, alias: str, version: str | int, client: MlflowClient | None = None) -> None:
+    """Point ``name@alias`` at ``version`` after checking the alias against the alias rules."""
     client = client or MlflowClient()
     client.set_registered_model_alias(name, validate_alias(alias), str(version))
     logger.info("Alias %s of %s now points to version %s.", alias, name, version)

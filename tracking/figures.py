@@ -76,3 +76,35 @@ def learning_curves_figure(history: dict[str, list[float]], title: str = "Learni
 
 def close(figure) -> None:
     plt.close(figure)
+
+
+def selection_scores_figure(models: list[dict], title: str, alias: str = "champion"):
+    """Plot each model's version scores as bars, one axis per model.
+
+    Each entry has the keys ``model``, ``scores`` (version to score), ``previous``
+    (the version ``alias`` pointed to before) and ``champion`` (the version it points
+    to now). The champion's bar is filled, the others are outlined, and a dashed line
+    marks the previous version's score.
+    """
+    count = max(1, len(models))
+    widest = max((len(entry["scores"]) for entry in models), default=1)
+    width = max(4.5, 1.2 + 0.9 * widest)
+    figure, axes = plt.subplots(1, count, figsize=(width * count, 3.6), squeeze=False)
+    for axis, entry in zip(axes[0], models):
+        versions = sorted(entry["scores"], key=int)
+        values = [entry["scores"][v] for v in versions]
+        positions = np.arange(len(versions))
+        colours = ["tab:green" if v == entry["champion"] else "white" for v in versions]
+        axis.bar(positions, values, color=colours, edgecolor="black")
+        for position, value in zip(positions, values):
+            axis.annotate(f"{value:.3f}", (position, value), ha="center", va="bottom", fontsize=8)
+        if entry["previous"] in entry["scores"]:
+            axis.axhline(entry["scores"][entry["previous"]], color="grey", linestyle="--", linewidth=1, label=f"previous {alias} (v{entry['previous']})")
+            axis.legend(fontsize=8, loc="lower right")
+        axis.set_xticks(positions, [f"v{v}" for v in versions])
+        axis.set_ylim(0, max(1.0, max(values, default=0) * 1.15))
+        axis.set_ylabel("validation F1")
+        axis.set_title(f"{entry['model']}: {alias} v{entry['champion']}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,5 @@
+import sys
+
+from tracking.stack.cli import main
+
+sys.exit(main())
