@@ -27,7 +27,7 @@ import os
 import resource
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -172,23 +172,69 @@ class RunClock:
             self.seconds[key] += time.perf_counter() - started
 
 
+def split_task(task: str) -> tuple[str, str | None]:
+    """Split a task such as ``hrcsco:contrastive`` into the method and the stage (None for one stage)."""
+    method, _, stage = task.partition(":")
+    return method, stage or None
+
+
 def resolve_training_config(spec: dict) -> dict:
+    """Resolve the task's configuration with the benchmark's epochs, steps and stain, per stage where there is one."""
     from training import config as configuration
 
+    method, stage = split_task(spec["task"])
     overrides = {
         "train.epochs": int(spec["warmup_epochs"]) + int(spec["epochs"]),
         "train.steps_per_epoch": int(spec["steps"]),
         "train.batch_size": spec.get("batch_size") or "",
-        "data.patch_size": spec.get("patch_size") or "",
     }
-    return configuration.resolve(spec["task"], spec["config"], overrides)
+    config = configuration.resolve(method, spec["config"], overrides)
+    if spec.get("stain") and "stain" in config.get("method", {}):
+        # Methods trained per stain pick their stain matrix by stain code.
+        config["method"]["stain"] = spec["stain"]
+    if stage:
+        from training.methods import stage_config
+
+        config = stage_config(config, stage)
+    return config
+
+
+def build_method_model(spec: dict, config: dict, images):
+    """Seed and build the method's (or stage's) model and datasets, and compile the model.
+
+    The calls follow ``mlproject.pretrain``. A later stage starts from a freshly built
+    model of the stage before it, because throughput does not depend on the weights.
+    """
+    from tracking.runs import set_seed
+    from training.methods import get_method
+    from training.pretraining import compile_method_model, make_crop_datasets
+
+    method_name, stage_name = split_task(spec["task"])
+    set_seed(int(config["train"]["seed"]))
+    method = get_method(method_name)
+    if stage_name is None:
+        model = method.build_model(config)
+        datasets = make_crop_datasets(images, method, config)
+    else:
+        from training.methods import stage_config
+
+        index = method.stage_names.index(stage_name)
+        previous = None
+        if index > 0:
+            before = method.stages[index - 1]
+            previous = before.build_model(stage_config(config, before.name), None)
+        model = method.stages[index].build_model(config, previous)
+        datasets = make_crop_datasets(images, method.stages[index], config)
+    compile_method_model(model, config)
+    return method, model, datasets
 
 
 def train_pretrain_task(spec: dict, clock) -> dict:
-    """Train one self-supervised method with the calls of the ``pretrain`` entry point.
+    """Train one self-supervised method, or one stage of it, with the calls of the ``pretrain`` entry point.
 
-    The calls and their order follow ``mlproject.pretrain.run``; the tracked variant
-    times its tracking calls before and after ``fit()``.
+    The calls and their order follow ``mlproject.pretrain.run``, and a stage runs in a
+    child run as there. The tracked variant times its tracking calls before and after
+    ``fit()``. It registers the encoder of a one-stage method or of a last stage.
     """
     import mlflow
 
@@ -198,12 +244,12 @@ def train_pretrain_task(spec: dict, clock) -> dict:
     from tracking.datasets import log_dataset
     from tracking.figures import close, views_figure
     from tracking.models import encoder_signature, log_keras_model
-    from tracking.runs import log_config, scratch_dir, set_seed
+    from tracking.runs import log_config, scratch_dir
     from training.data.unlabelled import load_unlabelled
-    from training.methods import get_method
-    from training.pretraining import compile_method_model, fit_method_model, make_crop_datasets
+    from training.pretraining import fit_method_model
 
-    method_name, variant, mode = spec["task"], spec["variant"], spec["mode"]
+    method_name, stage_name = split_task(spec["task"])
+    variant, mode = spec["variant"], spec["mode"]
     config = resolve_training_config(spec)
     data, train = config["data"], config["train"]
     data_dir = spec["data_dir"]
@@ -214,50 +260,56 @@ def train_pretrain_task(spec: dict, clock) -> dict:
     )
     stains = stain or ",".join(images.domains)
 
-    def build():
-        set_seed(int(train["seed"]))
-        method = get_method(method_name)
-        model = method.build_model(config)
-        datasets = make_crop_datasets(images, method, config)
-        compile_method_model(model, config)
-        return model, datasets
-
     if variant != "tracked":
-        model, datasets = build()
+        _, model, datasets = build_method_model(spec, config, images)
         if variant == "in-memory":
             datasets = replace(datasets, train=in_memory_stream(datasets.train))
         fit_method_model(model, datasets, config, callbacks=[clock, *mode_callbacks(mode)])
         return {"jit_compile": bool(model.jit_compile)}
 
     run_clock = RunClock()
-    with entry_run("pretrain", run_name=f"benchmark-{method_name}", tags={"method": method_name}):
+    result: dict = {}
+    with entry_run("pretrain", run_name=f"benchmark-{method_name}", tags={"method": method_name}) as parent, ExitStack() as stage_stack:
         with run_clock.measure("run_start_seconds"):
             mlflow.set_tags({"method": method_name, "stains": stains})
             log_config(config, {"data_dir": str(data_dir), "method": method_name})
             digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
             mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
-        model, datasets = build()
-        with run_clock.measure("run_start_seconds"):
-            view_1, view_2 = next(iter(datasets.validation))
-            figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{method_name}: two random views per patch")
-            mlflow.log_figure(figure, "figures/views.png")
-            close(figure)
+            if stage_name is not None:
+                from tracking.stages import stage_run
+
+                stage_stack.enter_context(stage_run(parent.info.run_id, stage_name, run_name=f"{method_name}-{stage_name}", tags={"method": method_name}))
+                log_config(config, {"stage": stage_name})
+        method, model, datasets = build_method_model(spec, config, images)
+        if stage_name is None:
+            with run_clock.measure("run_start_seconds"):
+                view_1, view_2 = next(iter(datasets.validation))
+                figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{method_name}: two random views per patch")
+                mlflow.log_figure(figure, "figures/views.png")
+                close(figure)
 
         run_id = mlflow.active_run().info.run_id
         checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
         callbacks = [clock, *mode_callbacks(mode), clock.span_start(), MlflowMetricsLogger(run_id), checkpoints, clock.span_end()]
         fit_method_model(model, datasets, config, callbacks=callbacks)
+        result["jit_compile"] = bool(model.jit_compile)
 
         with run_clock.measure("run_end_seconds"):
-            info = log_keras_model(model.encoder, "encoder", encoder_signature(model.encoder))
-            version = register_encoder(
-                info, method=method_name, stains=stains, dataset_digest=digest, config=config,
-                score=checkpoints.best, score_name="best_val_loss",
-            )
-    return {
-        **run_clock.seconds, "jit_compile": bool(model.jit_compile),
-        "registered_model": version.name, "model_file": str(logged_model_file(info.model_id)),
-    }
+            if stage_name is not None:
+                from tracking.stages import log_stage_weights
+
+                log_stage_weights(model, stage_name, scratch_dir("stage-weights-"))
+                stage_stack.close()
+            last_stage = stage_name is None or stage_name == method.stage_names[-1]
+            if last_stage:
+                info = log_keras_model(model.encoder, "encoder", encoder_signature(model.encoder))
+                extra_tags = method.encoder_tags(config) if getattr(method, "encoder_tags", None) else None
+                version = register_encoder(
+                    info, method=method_name, stains=stains, dataset_digest=digest, config=config,
+                    score=checkpoints.best, score_name="best_val_loss", **({"extra_tags": extra_tags} if extra_tags else {}),
+                )
+                result.update(registered_model=version.name, model_file=str(logged_model_file(info.model_id)))
+    return {**result, **run_clock.seconds}
 
 
 def train_segment_task(spec: dict, clock) -> dict:

@@ -14,7 +14,7 @@ receives the medians over ``--repeats`` rounds, the machine's description and th
 command; text outside its generated section is kept.
 
 With a GPU visible to TensorFlow the script adds rows with XLA off and with mixed
-float16; without one it says on the page that they were not measured.
+float16. Without one, the page states that they were not measured and why.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from tests.benchmarks import machine, report
-from tests.benchmarks.measurements import SEGMENT_TASK, VARIANTS
+from tests.benchmarks.measurements import SEGMENT_TASK, VARIANTS, split_task
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup-epochs", type=int, default=1, help="Epochs trained before timing starts (tracing, caches).")
     parser.add_argument("--loads", type=int, default=3, help="Timed encoder loads per measurement, after one first load.")
 
-    parser.add_argument("--tasks", default="", help="Comma-separated methods and 'segment'; empty: every registered method and segment.")
+    parser.add_argument(
+        "--tasks", default="",
+        help="Comma-separated methods, method:stage and 'segment'; a multi-stage method stands for all its stages. "
+        "Empty: every registered method and segment.",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS), help="Comma-separated training variants to measure.")
     parser.add_argument("--config", default="small", help="Configuration overlay for every task.")
     parser.add_argument("--batch-size", type=int, default=0, help="Patches per batch; 0: from the configuration.")
@@ -93,18 +97,43 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def method_tasks(name: str) -> list[str]:
+    """Return a method's tasks: its name, or ``name:stage`` for each stage of a multi-stage method."""
+    from training.methods import get_method
+
+    stages = getattr(get_method(name), "stages", ())
+    return [f"{name}:{stage.name}" for stage in stages] or [name]
+
+
 def resolve_tasks(text: str) -> list[str]:
     """Return the requested tasks, checked against the method registry; all of them when ``text`` is empty."""
     from training.methods import available
 
     methods = available()
+    known = [task for method in methods for task in method_tasks(method)]
     if not text:
-        return [*methods, SEGMENT_TASK]
-    tasks = split_list(text)
-    unknown = [task for task in tasks if task != SEGMENT_TASK and task not in methods]
-    if unknown:
-        raise SystemExit(f"--tasks names {', '.join(unknown)}; available: {', '.join(methods)}, {SEGMENT_TASK}.")
+        return [*known, SEGMENT_TASK]
+    tasks = []
+    for task in split_list(text):
+        if task in methods:
+            tasks += method_tasks(task)
+        elif task in known or task == SEGMENT_TASK:
+            tasks.append(task)
+        else:
+            raise SystemExit(f"--tasks names {task!r}; available: {', '.join(methods + known)}, {SEGMENT_TASK}.")
     return tasks
+
+
+def check_data(args, tasks: list[str]) -> None:
+    """Exit with the fix when a data folder that the tasks read is missing."""
+    needed = []
+    if any(task != SEGMENT_TASK for task in tasks):
+        needed.append(("--data-dir", args.data_dir))
+    if SEGMENT_TASK in tasks:
+        needed.append(("--labelled-dir", args.labelled_dir))
+    for option, folder in needed:
+        if not folder.is_dir():
+            raise SystemExit(f"{option} {folder} not found. Pass the folder, or set KIDNEY_SSL_SHARED_DATA to the shared data folder.")
 
 
 def create_store(workdir: Path) -> dict[str, str]:
@@ -148,7 +177,7 @@ class ChildRunner:
                     cwd=self.workdir, env=self.environment, stdout=log, stderr=subprocess.STDOUT, timeout=self.timeout,
                 )
             except subprocess.TimeoutExpired:
-                raise RuntimeError(f"Measurement {spec['name']} timed out after {self.timeout} s; its log is {log_path}.") from None
+                raise RuntimeError(f"Measurement {spec['name']} timed out after {self.timeout} s. Its log is {log_path}.") from None
         if completed.returncode != 0:
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"Measurement {spec['name']} failed with exit status {completed.returncode}. Last lines of {log_path}:\n{tail}")
@@ -169,7 +198,7 @@ def training_specs(args, tasks: list[str], modes: list[str], repeat: int) -> lis
                     "kind": "training", "name": f"{task}-{variant}-{mode}", "repeat": repeat,
                     "task": task, "variant": variant, "mode": mode, "config": args.config,
                     "steps": args.steps, "epochs": args.epochs, "warmup_epochs": args.warmup_epochs,
-                    "batch_size": args.batch_size or None, "stain": PER_STAIN_METHODS.get(task, ""),
+                    "batch_size": args.batch_size or None, "stain": PER_STAIN_METHODS.get(split_task(task)[0], ""),
                     "data_dir": str(args.data_dir), "labelled_dir": str(args.labelled_dir),
                 })
     return specs
@@ -198,8 +227,8 @@ def run_all(args, runner: ChildRunner, tasks: list[str], modes: list[str]) -> li
         for spec in training_specs(args, tasks, modes, repeat):
             result = runner.run(spec)
             results.append(result)
-            if spec["variant"] == "tracked" and spec["task"] != SEGMENT_TASK and "model_file" in result:
-                encoders.setdefault(spec["task"], result["model_file"])
+            if spec["variant"] == "tracked" and "model_file" in result:
+                encoders.setdefault(split_task(spec["task"])[0], result["model_file"])
         for spec in load_specs(args, encoders, repeat):
             results.append(runner.run(spec))
     return results
@@ -215,17 +244,20 @@ def main(argv=None) -> None:
     gpu_rows = args.gpu_rows == "always" or (args.gpu_rows == "auto" and before["gpus"])
     modes = ["default", *GPU_MODES] if gpu_rows else ["default"]
     tasks = resolve_tasks(args.tasks)
+    check_data(args, tasks)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kidney-ssl-benchmarks-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         runner = ChildRunner(workdir, create_store(workdir), args.child_timeout)
         results = run_all(args, runner, tasks, modes)
-    finally:
-        if args.keep_workdir:
-            logger.info("Kept the work folder %s.", workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    except Exception:
+        logger.error("Benchmarks failed; the work folder %s keeps the logs of every measurement.", workdir)
+        raise
+    if args.keep_workdir:
+        logger.info("Kept the work folder %s.", workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     after = machine.describe()
     wall_seconds = time.perf_counter() - started
