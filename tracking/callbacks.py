@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -59,7 +61,16 @@ class CheckpointLogger(keras.callbacks.Callback):
     ``checkpoints/best.weights.h5`` the epoch with the best ``monitor`` value: the
     lowest with ``mode="min"``, the highest with ``mode="max"``. The best weights are
     restored into the model when training ends.
+
+    The weights are saved during ``on_epoch_end``, once per epoch, and their upload
+    runs in a background thread while the next epoch trains. At most one upload is in
+    flight, so the next save waits for it. An upload error is raised there or when
+    training ends.
     """
+
+    # Created at the first upload and shut down when training ends.
+    _uploader: ThreadPoolExecutor | None = None
+    _upload: Future | None = None
 
     def __init__(
         self, run_id: str, folder: Path, monitor: str = "val_loss", every: int = 1, client: MlflowClient | None = None,
@@ -82,18 +93,36 @@ class CheckpointLogger(keras.callbacks.Callback):
     def best_path(self) -> Path:
         return self.folder / "best.weights.h5"
 
+    def _wait_for_upload(self) -> None:
+        if self._upload is not None:
+            upload, self._upload = self._upload, None
+            upload.result()
+
+    def _upload_files(self, paths: list[Path]) -> None:
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path), "checkpoints")
+
     def on_epoch_end(self, epoch, logs=None):
         value = float((logs or {}).get(self.monitor, math.nan))
         last = self.folder / "last.weights.h5"
+        # The previous upload may still be reading the files about to be overwritten.
+        self._wait_for_upload()
         self.model.save_weights(last)
         improved = math.isfinite(value) and (value < self.best if self.mode == "min" else value > self.best)
         if improved:
             self.best, self.best_epoch = value, epoch
-            self.model.save_weights(self.best_path)
+            shutil.copyfile(last, self.best_path)
         if improved or (epoch + 1) % self.every == 0:
-            self.client.log_artifacts(self.run_id, str(self.folder), "checkpoints")
+            changed = [last, self.best_path] if improved else [last]
+            if self._uploader is None:
+                self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-upload")
+            self._upload = self._uploader.submit(self._upload_files, changed)
 
     def on_train_end(self, logs=None):
+        self._wait_for_upload()
+        if self._uploader is not None:
+            self._uploader.shutdown()
+            self._uploader = None
         if self.best_epoch is None:
             logger.warning("No finite %s was seen; keeping the last weights.", self.monitor)
             return

@@ -41,17 +41,21 @@ class SimCLR(keras.Model):
 
     def _loss(self, data, training: bool):
         view_1, view_2 = data
-        projections_1 = self(view_1, training=training)
-        projections_2 = self(view_2, training=training)
+        # Under mixed precision the projections are float16, so they are cast for a float32 loss.
+        projections_1 = tf.cast(self(view_1, training=training), tf.float32)
+        projections_2 = tf.cast(self(view_2, training=training), tf.float32)
         return nt_xent(projections_1, projections_2, self.temperature)
 
     def train_step(self, data):
         # Forward both views and score them with NT-Xent.
         with tf.GradientTape() as tape:
             loss, accuracy = self._loss(data, training=True)
+            # A LossScaleOptimizer (mixed float16) scales the loss up here and the
+            # gradients back down. Other optimizers return the loss unchanged.
+            scaled_loss = self.optimizer.scale_loss(loss)
 
         # Update the encoder and the projection head together.
-        gradients = tape.gradient(loss, self.trainable_variables)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
 
         self.loss_tracker.update_state(loss)
