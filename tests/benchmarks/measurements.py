@@ -27,7 +27,7 @@ import os
 import resource
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,71 +55,44 @@ def peak_gpu_mib() -> float | None:
 
 
 def make_epoch_clock():
-    """Create the timing callbacks; built lazily so that importing this module stays light."""
+    """Create an ``EpochClock`` callback. The class is defined here, so importing this module does not import Keras."""
     import keras
 
     class EpochClock(keras.callbacks.Callback):
-        """Record the wall-clock and CPU seconds of every epoch, its validation pass and its tracking callbacks.
+        """Record the wall-clock and CPU seconds of every epoch, of its validation pass and of its epoch-end callbacks.
 
-        An epoch runs from this callback's ``on_epoch_begin`` to the next one (or to
-        its ``on_train_end``), so it includes every callback's ``on_epoch_end`` but not
-        the end-of-training work of the callbacks after it. The callbacks from
-        :meth:`span_start` and :meth:`span_end` bracket the tracking callbacks.
+        Placed last in the callback list, so an epoch runs from this callback's
+        ``on_epoch_begin`` to its ``on_epoch_end`` and includes every other callback's
+        ``on_epoch_end``, but not the end-of-training work of any callback. The
+        epoch-end callbacks (the tracking callbacks, where there are any) run between
+        the end of validation and this callback's ``on_epoch_end``.
         """
 
         def __init__(self):
             super().__init__()
             self.epochs: list[dict] = []
-            self._epoch_start: tuple[float, float] | None = None
+            self._epoch_start = (0.0, 0.0)
             self._validation_start = 0.0
-            self._span_start = 0.0
-            self._current: dict = {}
-
-        def _close_epoch(self):
-            if self._epoch_start is None:
-                return
-            wall, cpu = self._epoch_start
-            self._current.update(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
-            self.epochs.append(self._current)
-            self._epoch_start = None
+            self._validation_end: float | None = None
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._close_epoch()
-            self._current = {"epoch": epoch, "validation_seconds": 0.0, "tracking_seconds": 0.0}
             self._epoch_start = (time.perf_counter(), time.process_time())
+            self._validation_end = None
+            self.epochs.append({"epoch": epoch, "validation_seconds": 0.0})
 
         def on_test_begin(self, logs=None):
             self._validation_start = time.perf_counter()
 
         def on_test_end(self, logs=None):
-            self._current["validation_seconds"] += time.perf_counter() - self._validation_start
-
-        def on_train_end(self, logs=None):
-            self._close_epoch()
-
-        def span_start(self):
-            """Return a callback to place just before the tracking callbacks."""
-            return _SpanMark(self.start_span)
-
-        def span_end(self):
-            """Return a callback to place just after the tracking callbacks."""
-            return _SpanMark(self.end_span)
-
-        def start_span(self):
-            self._span_start = time.perf_counter()
-
-        def end_span(self):
-            self._current["tracking_seconds"] += time.perf_counter() - self._span_start
-
-    class _SpanMark(keras.callbacks.Callback):
-        """A callback that runs ``mark`` at each epoch's end, at its place in the callback list."""
-
-        def __init__(self, mark):
-            super().__init__()
-            self.mark = mark
+            self._validation_end = time.perf_counter()
+            self.epochs[-1]["validation_seconds"] += self._validation_end - self._validation_start
 
         def on_epoch_end(self, epoch, logs=None):
-            self.mark()
+            now, cpu = time.perf_counter(), time.process_time()
+            wall_start, cpu_start = self._epoch_start
+            current = self.epochs[-1]
+            current.update(seconds=now - wall_start, cpu_seconds=cpu - cpu_start)
+            current["callbacks_seconds"] = now - self._validation_end if self._validation_end is not None else 0.0
 
     return EpochClock()
 
@@ -229,23 +202,39 @@ def build_method_model(spec: dict, config: dict, images):
     return method, model, datasets
 
 
-def train_pretrain_task(spec: dict, clock) -> dict:
-    """Train one self-supervised method, or one stage of it, with the calls of the ``pretrain`` entry point.
+def log_pretraining_inputs(config: dict, method_name: str, data_dir, images, stains: str) -> str:
+    """Log what ``mlproject.pretrain.prepare_pretraining`` logs once the images are read; return the dataset digest."""
+    import mlflow
 
-    The calls and their order follow ``mlproject.pretrain.run``, and a stage runs in a
+    from tracking.datasets import log_dataset
+    from tracking.runs import log_config
+
+    mlflow.set_tags({"method": method_name, "stains": stains})
+    log_config(config, {"data_dir": str(data_dir), "method": method_name})
+    digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
+    mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
+    return digest
+
+
+def train_pretrain_task(spec: dict, clock) -> dict:
+    """Train one self-supervised method, or one stage of it, as the ``pretrain`` entry point does.
+
+    A one-stage method trains through ``mlproject.pretrain.run_single_stage`` itself.
+    A stage repeats the calls of ``mlproject.pretrain.run_stages`` for that stage, in a
     child run as there. The tracked variant times its tracking calls before and after
-    ``fit()``. It registers the encoder of a one-stage method or of a last stage.
+    training, leaving out the reading of the images. It registers the encoder of a
+    one-stage method or of a last stage.
     """
     import mlflow
 
     from mlproject.common import entry_run
+    from mlproject.pretrain import run_single_stage
     from registry.encoders import register_encoder
     from tracking.callbacks import CheckpointLogger, MlflowMetricsLogger
-    from tracking.datasets import log_dataset
-    from tracking.figures import close, views_figure
     from tracking.models import encoder_signature, log_keras_model
-    from tracking.runs import log_config, scratch_dir
+    from tracking.runs import log_config, scratch_dir, set_seed
     from training.data.unlabelled import load_unlabelled
+    from training.methods import get_method
     from training.pretraining import fit_method_model
 
     method_name, stage_name = split_task(spec["task"])
@@ -264,51 +253,42 @@ def train_pretrain_task(spec: dict, clock) -> dict:
         _, model, datasets = build_method_model(spec, config, images)
         if variant == "in-memory":
             datasets = replace(datasets, train=in_memory_stream(datasets.train))
-        fit_method_model(model, datasets, config, callbacks=[clock, *mode_callbacks(mode)])
+        fit_method_model(model, datasets, config, callbacks=[*mode_callbacks(mode), clock])
         return {"jit_compile": bool(model.jit_compile)}
 
     run_clock = RunClock()
-    result: dict = {}
-    with entry_run("pretrain", run_name=f"benchmark-{method_name}", tags={"method": method_name}) as parent, ExitStack() as stage_stack:
+    method = get_method(method_name)
+    with entry_run("pretrain", run_name=f"benchmark-{method_name}", tags={"method": method_name}) as parent:
         with run_clock.measure("run_start_seconds"):
-            mlflow.set_tags({"method": method_name, "stains": stains})
-            log_config(config, {"data_dir": str(data_dir), "method": method_name})
-            digest = log_dataset(data_dir, images.files, name=f"unlabelled:{data_dir}", context="training")
-            mlflow.log_params({"n_train_images": len(images.train), "n_validation_images": len(images.validation), "domains": ",".join(images.domains)})
-            if stage_name is not None:
-                from tracking.stages import stage_run
+            digest = log_pretraining_inputs(config, method_name, data_dir, images, stains)
+        set_seed(int(train["seed"]))
 
-                stage_stack.enter_context(stage_run(parent.info.run_id, stage_name, run_name=f"{method_name}-{stage_name}", tags={"method": method_name}))
-                log_config(config, {"stage": stage_name})
-        method, model, datasets = build_method_model(spec, config, images)
         if stage_name is None:
-            with run_clock.measure("run_start_seconds"):
-                view_1, view_2 = next(iter(datasets.validation))
-                figure = views_figure(view_1.numpy(), view_2.numpy(), title=f"{method_name}: two random views per patch")
-                mlflow.log_figure(figure, "figures/views.png")
-                close(figure)
+            encoder, checkpoints = run_single_stage(method, config, images, callbacks=[*mode_callbacks(mode), clock])
+        else:
+            from tracking.stages import log_stage_weights, stage_run
 
-        run_id = mlflow.active_run().info.run_id
-        checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-        callbacks = [clock, *mode_callbacks(mode), clock.span_start(), MlflowMetricsLogger(run_id), checkpoints, clock.span_end()]
-        fit_method_model(model, datasets, config, callbacks=callbacks)
-        result["jit_compile"] = bool(model.jit_compile)
+            with stage_run(parent.info.run_id, stage_name, run_name=f"{method_name}-{stage_name}", tags={"method": method_name}):
+                with run_clock.measure("run_start_seconds"):
+                    log_config(config, {"stage": stage_name})
+                _, model, datasets = build_method_model(spec, config, images)
+                run_id = mlflow.active_run().info.run_id
+                checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
+                fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock])
+                with run_clock.measure("run_end_seconds"):
+                    log_stage_weights(model, stage_name, scratch_dir("stage-weights-"))
+            encoder = model.encoder if stage_name == method.stage_names[-1] else None
 
-        with run_clock.measure("run_end_seconds"):
-            if stage_name is not None:
-                from tracking.stages import log_stage_weights
-
-                log_stage_weights(model, stage_name, scratch_dir("stage-weights-"))
-                stage_stack.close()
-            last_stage = stage_name is None or stage_name == method.stage_names[-1]
-            if last_stage:
-                info = log_keras_model(model.encoder, "encoder", encoder_signature(model.encoder))
-                extra_tags = method.encoder_tags(config) if getattr(method, "encoder_tags", None) else None
+        result = {"jit_compile": bool(clock.model.jit_compile)}
+        if encoder is not None:
+            with run_clock.measure("run_end_seconds"):
+                info = log_keras_model(encoder, "encoder", encoder_signature(encoder))
                 version = register_encoder(
                     info, method=method_name, stains=stains, dataset_digest=digest, config=config,
-                    score=checkpoints.best, score_name="best_val_loss", **({"extra_tags": extra_tags} if extra_tags else {}),
+                    score=checkpoints.best, score_name="best_val_loss",
+                    extra_tags=method.encoder_tags(config) if method.encoder_tags else None,
                 )
-                result.update(registered_model=version.name, model_file=str(logged_model_file(info.model_id)))
+            result.update(registered_model=version.name, model_file=str(logged_model_file(info.model_id)))
     return {**result, **run_clock.seconds}
 
 
@@ -350,14 +330,14 @@ def train_segment_task(spec: dict, clock) -> dict:
         datasets = replace(datasets, train=in_memory_stream(datasets.train))
         model.fit(
             datasets.train, validation_data=datasets.validation, epochs=int(train["epochs"]), steps_per_epoch=int(train["steps_per_epoch"]),
-            callbacks=[clock, *mode_callbacks(mode)], verbose=int(train.get("verbose", 2)), shuffle=False,
+            callbacks=[*mode_callbacks(mode), clock], verbose=int(train.get("verbose", 2)), shuffle=False,
         )
         return {"jit_compile": bool(model.jit_compile)}
 
     if variant == "pipeline":
         _, _, splits = prepare_splits(labelled_dir, config)
         training_images, validation_images = load_labelled(splits.labelled, scale, progress=False), load_labelled(splits.validation, scale, progress=False)
-        trained = train_segmentation_model(config, training_images, validation_images, None, callbacks=[clock, *mode_callbacks(mode)])
+        trained = train_segmentation_model(config, training_images, validation_images, None, callbacks=[*mode_callbacks(mode), clock])
         return {"jit_compile": bool(trained.model.jit_compile)}
 
     run_clock = RunClock()
@@ -376,7 +356,7 @@ def train_segment_task(spec: dict, clock) -> dict:
 
         run_id = mlflow.active_run().info.run_id
         checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-        callbacks = [clock, *mode_callbacks(mode), clock.span_start(), MlflowMetricsLogger(run_id), checkpoints, clock.span_end()]
+        callbacks = [MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock]
         trained = train_segmentation_model(config, training_images, validation_images, None, callbacks=callbacks)
 
         with run_clock.measure("run_end_seconds"):
