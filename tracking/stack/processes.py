@@ -77,8 +77,10 @@ class ManagedProcess:
 
     def pid(self) -> int | None:
         """Return the pid of the running process, or None when it is not running."""
-        if self._popen is not None and self._popen.poll() is not None:
-            return None
+        if self._popen is not None:
+            # A process this launcher started is tracked by its handle, because between
+            # fork and exec /proc/<pid>/cmdline still shows this Python's command line.
+            return None if self._popen.poll() is not None else self._popen.pid
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
