@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -59,8 +61,13 @@ def log_json(content: Any, artifact_file: str) -> None:
 
 
 def scratch_dir(prefix: str) -> Path:
-    """Create a temporary folder for checkpoints and figures before they are logged."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+    """Create a temporary folder for checkpoints and figures before they are logged.
+
+    The folder is removed when the interpreter exits, after the run has logged its files.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def set_seed(seed: int) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import mlflow
 import numpy as np
@@ -58,3 +63,20 @@ def test_upload_failure_stops_training(tracking_store, tmp_path):
         checkpoints = CheckpointLogger(run.info.run_id, tmp_path / "checkpoints", client=FailingUploadClient())
         with pytest.raises(OSError, match="upload of .* failed"):
             model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=8, callbacks=[checkpoints], verbose=0)
+
+
+def test_scratch_dir_removed_at_exit(tmp_path):
+    # Checkpoints of every run would otherwise pile up in the temporary folder.
+    script = (
+        "from tracking.runs import scratch_dir\n"
+        "folder = scratch_dir('checkpoints-')\n"
+        "(folder / 'last.weights.h5').write_bytes(b'0' * 16)\n"
+        "print(folder)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2], env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    folder = Path(result.stdout.strip())
+    assert folder.parent == tmp_path
+    assert not folder.exists()
