@@ -104,3 +104,7 @@ def test_two_views_shape_and_range():
         assert float(tf.reduce_min(view)) >= 0.0
         assert float(tf.reduce_max(view)) <= 1.0
     assert float(tf.reduce_max(tf.abs(view_1 - view_2))) > 0.0
+
+
+def test_zero_strength_jitter_returns_input(patches):
+    assert color_jitter(patches, 0.0, 0.8) is patches

@@ -118,8 +118,11 @@ def color_jitter(images: tf.Tensor, strength: float, probability: float) -> tf.T
     """Brightness, contrast, saturation (each up to 0.8 x strength) and hue (0.2 x strength).
 
     Samples left out by ``probability`` get factors of 1 and a hue shift of 0, which
-    leaves them unchanged up to float rounding in the HSV round trip.
+    leaves them unchanged up to float rounding in the HSV round trip. With a probability
+    or strength of 0 the images are returned as they are, without that round trip.
     """
+    if probability == 0 or strength == 0:
+        return images
     batch_size = tf.shape(images)[0]
     amount = 0.8 * strength
     selected = tf.random.uniform([batch_size]) < probability
@@ -137,6 +140,8 @@ def color_jitter(images: tf.Tensor, strength: float, probability: float) -> tf.T
 
 def random_grayscale(images: tf.Tensor, probability: float) -> tf.Tensor:
     """Replace every channel by the luma of the pixel, per sample with ``probability``."""
+    if probability == 0:
+        return images
     batch_size = tf.shape(images)[0]
     selected = tf.reshape(tf.cast(tf.random.uniform([batch_size]) < probability, tf.float32), [-1, 1, 1])
     luma = tf.ones([3, 1]) * tf.constant([LUMA_WEIGHTS], tf.float32)
@@ -160,6 +165,8 @@ def random_blur(images: tf.Tensor, probability: float) -> tf.Tensor:
 
     Only the samples chosen by ``probability`` are blurred; the others are copied.
     """
+    if probability == 0:
+        return images
     side = images.shape[1] or 64
     radius = max(1, side // 20)
     sigma = tf.random.uniform([], 0.1, 2.0)
