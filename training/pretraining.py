@@ -30,8 +30,9 @@ def make_crop_datasets(images: UnlabelledImages, method: Method, config: dict) -
     validation_crops = CropSampler([image for _, image in images.validation], patch_size, seed=seed + 1).fixed_set(
         int(data["n_validation_patches"])
     )
-    spec = tf.TensorSpec((patch_size, patch_size, 3), tf.uint8)
-    crops = tf.data.Dataset.from_generator(lambda: iter(sampler), output_signature=spec).batch(batch_size, drop_remainder=True)
+    # Whole batches cross from Python to TensorFlow, one call per batch rather than per crop.
+    spec = tf.TensorSpec((batch_size, patch_size, patch_size, 3), tf.uint8)
+    crops = tf.data.Dataset.from_generator(lambda: sampler.batches(batch_size), output_signature=spec)
     # Each batch's views are made on one thread while tf.data works on several batches
     # at once, so the view ops do not compete with the training step for intra-op
     # threads. Measured with tests/benchmarks on 2 CPUs, SimCLR epochs of the small

@@ -127,5 +127,10 @@ class CropSampler:
         while True:
             yield self.sample()
 
+    def batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Yield endless batches of ``batch_size`` crops, the same crops in the same order as iterating."""
+        while True:
+            yield np.stack([self.sample() for _ in range(batch_size)])
+
     def fixed_set(self, count: int) -> np.ndarray:
         return np.stack([self.sample() for _ in range(count)])
