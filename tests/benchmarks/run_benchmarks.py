@@ -234,11 +234,32 @@ def run_all(args, runner: ChildRunner, tasks: list[str], modes: list[str]) -> li
     return results
 
 
+# Options that choose where files go, not what is measured, so the page's command omits them.
+_OUTPUT_OPTIONS = ("--json", "--workdir", "--keep-workdir")
+
+
+def figure_arguments(argv: list[str]) -> list[str]:
+    """Return ``argv`` without the options that only choose output files, for the reproduce command."""
+    kept: list[str] = []
+    skip_value = False
+    for argument in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        name = argument.split("=", 1)[0]
+        if name in _OUTPUT_OPTIONS:
+            # --keep-workdir is a flag; the others take a value unless it comes after "=".
+            skip_value = name != "--keep-workdir" and "=" not in argument
+            continue
+        kept.append(argument)
+    return kept
+
+
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    command = "python -m tests.benchmarks.run_benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tests.benchmarks.run_benchmarks " + shlex.join(figure_arguments(sys.argv[1:] if argv is None else argv))
     started = time.perf_counter()
     before = machine.describe()
     gpu_rows = args.gpu_rows == "always" or (args.gpu_rows == "auto" and before["gpus"])

@@ -46,6 +46,9 @@ def test_minimal_run_writes_page(tmp_path):
     assert page.count(BEGIN_MARKER) == 1
     assert page.count(END_MARKER) == 1
     assert "python -m tests.benchmarks.run_benchmarks --repeats 1" in page
+    # Output locations are this run's own, so the reproduce command leaves them out.
+    assert "--json" not in page
+    assert "--workdir" not in page
 
     throughput = table_rows(page, "### Training throughput")
     assert len(throughput) == 2
@@ -70,3 +73,22 @@ def test_minimal_run_writes_page(tmp_path):
     measurements = json.loads(raw.read_text())["results"]
     assert [m["spec"]["kind"] for m in measurements] == ["training", "load", "load"]
     assert len(measurements[0]["epochs"]) == 1
+
+
+def test_gpu_rows_run_on_cpu(tmp_path):
+    # The XLA-off and mixed-float16 rows are meant for GPUs. Forcing them on a CPU checks
+    # that their code path runs before a GPU machine tries it.
+    output = tmp_path / "benchmarks.md"
+    command = [
+        sys.executable, "-m", "tests.benchmarks.run_benchmarks", "--repeats", "1", "--steps", "2", "--epochs", "1",
+        "--warmup-epochs", "0", "--loads", "1", "--tasks", "segment", "--variants", "tracked", "--gpu-rows", "always",
+        "--labelled-dir", str(shared_dataset("glomeruli-pas-aidpath")), "--output", str(output),
+        "--workdir", str(tmp_path / "work"),
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    page = output.read_text()
+    modes = [row[1] for row in table_rows(page, "### Training throughput")[1:]]
+    assert modes == ["default", "float32, XLA off", "mixed float16"]
+    assert "ran without a GPU" in page
