@@ -90,7 +90,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = set(split_list(args.variants)) - set(VARIANTS)
     if unknown:
         parser.error(f"--variants names {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}.")
+    for option in ("output", "json"):
+        problem = output_problem(getattr(args, option))
+        if problem:
+            parser.error(f"--{option} {getattr(args, option)} {problem}")
     return args
+
+
+def output_problem(path: Path | None) -> str | None:
+    """Return why the results could not be written to ``path``, or None when they can.
+
+    Checked before measuring, so a bad path does not throw away a half-hour run.
+    """
+    if path is None:
+        return None
+    if path.is_dir():
+        return "is a folder; pass a file name such as docs/benchmarks.md."
+    # The nearest existing ancestor decides whether the missing folders can be made.
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot be created because {ancestor} is a file, not a folder."
+    if not os.access(ancestor, os.W_OK):
+        return f"cannot be written: {ancestor} is not writable."
+    return None
 
 
 def split_list(text: str) -> list[str]:
@@ -120,7 +144,8 @@ def resolve_tasks(text: str) -> list[str]:
         elif task in known or task == SEGMENT_TASK:
             tasks.append(task)
         else:
-            raise SystemExit(f"--tasks names {task!r}; available: {', '.join(methods + known)}, {SEGMENT_TASK}.")
+            names = list(dict.fromkeys([*methods, *known, SEGMENT_TASK]))
+            raise SystemExit(f"--tasks names {task!r}, which is not a task; available: {', '.join(names)}.")
     return tasks
 
 
@@ -133,7 +158,22 @@ def check_data(args, tasks: list[str]) -> None:
         needed.append(("--labelled-dir", args.labelled_dir))
     for option, folder in needed:
         if not folder.is_dir():
-            raise SystemExit(f"{option} {folder} not found. Pass the folder, or set KIDNEY_SSL_SHARED_DATA to the shared data folder.")
+            if folder.parent == SHARED_DATA:
+                raise SystemExit(
+                    f"{option} {folder} not found. Pass {option}, or set KIDNEY_SSL_SHARED_DATA to the folder that holds the shared datasets."
+                )
+            raise SystemExit(f"{option} {folder} not found. Pass an existing folder of images.")
+
+
+def check_config(name: str, tasks: list[str]) -> None:
+    """Exit with the configuration error when ``--config`` does not resolve for a task's method."""
+    from training import config as configuration
+
+    for method in dict.fromkeys(split_task(task)[0] for task in tasks):
+        try:
+            configuration.resolve(method, name, {})
+        except configuration.ConfigError as error:
+            raise SystemExit(f"--config {name}: {error}") from None
 
 
 def create_store(workdir: Path) -> dict[str, str]:
@@ -261,11 +301,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     command = "python -m tests.benchmarks.run_benchmarks " + shlex.join(figure_arguments(sys.argv[1:] if argv is None else argv))
     started = time.perf_counter()
+    tasks = resolve_tasks(args.tasks)
+    check_data(args, tasks)
+    check_config(args.config, tasks)
     before = machine.describe()
     gpu_rows = args.gpu_rows == "always" or (args.gpu_rows == "auto" and before["gpus"])
     modes = ["default", *GPU_MODES] if gpu_rows else ["default"]
-    tasks = resolve_tasks(args.tasks)
-    check_data(args, tasks)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kidney-ssl-benchmarks-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -275,10 +316,6 @@ def main(argv=None) -> None:
     except Exception:
         logger.error("Benchmarks failed; the work folder %s keeps the logs of every measurement.", workdir)
         raise
-    if args.keep_workdir:
-        logger.info("Kept the work folder %s.", workdir)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
 
     after = machine.describe()
     wall_seconds = time.perf_counter() - started
@@ -295,6 +332,11 @@ def main(argv=None) -> None:
         print(f"Wrote {args.output} in {wall_seconds:.0f} s.")
     else:
         print(section)
+    # Removed only once the results are written, so a failed write leaves the raw results.
+    if args.keep_workdir:
+        logger.info("Kept the work folder %s.", workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
