@@ -280,7 +280,7 @@ _OUTPUT_OPTIONS = ("--json", "--workdir", "--keep-workdir")
 
 def figure_arguments(argv: list[str]) -> list[str]:
     """Return ``argv`` without the options that only choose output files, for the reproduce command."""
-    kept: list[str] = []
+    measured_arguments: list[str] = []
     skip_value = False
     for argument in argv:
         if skip_value:
@@ -288,11 +288,11 @@ def figure_arguments(argv: list[str]) -> list[str]:
             continue
         name = argument.split("=", 1)[0]
         if name in _OUTPUT_OPTIONS:
-            # --keep-workdir is a flag; the others take a value unless it comes after "=".
+            # --keep-workdir is a flag. The others take the next argument as their value, unless written with "=".
             skip_value = name != "--keep-workdir" and "=" not in argument
             continue
-        kept.append(argument)
-    return kept
+        measured_arguments.append(argument)
+    return measured_arguments
 
 
 def main(argv=None) -> None:
