@@ -181,8 +181,9 @@ def run_single_stage(method: Method, config: dict, images, callbacks=(), monitor
     close(figure)
 
     run_id = mlflow.active_run().info.run_id
-    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor=monitor, mode=mode)
-    history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
+    with scratch_dir("checkpoints-") as folder:
+        checkpoints = CheckpointLogger(run_id, folder, monitor=monitor, mode=mode)
+        history = fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
     figure = learning_curves_figure(history.history, title=f"{method.name} pre-training")
     mlflow.log_figure(figure, "figures/learning_curves.png")
     close(figure)
@@ -239,11 +240,13 @@ def run_stages(method: Method, config: dict, images, args):
             compile_method_model(model, stage_settings)
 
             run_id = mlflow.active_run().info.run_id
-            checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-            history = fit_method_model(model, datasets, stage_settings, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
+            with scratch_dir("checkpoints-") as folder:
+                checkpoints = CheckpointLogger(run_id, folder, monitor="val_loss")
+                history = fit_method_model(model, datasets, stage_settings, callbacks=[MlflowMetricsLogger(run_id), checkpoints])
             log_stage_figures(method, model, datasets, stage.name, history.history, config)
             log_json(history.history, "history.json")
-            log_stage_weights(model, stage.name, scratch_dir("stage-weights-"))
+            with scratch_dir("stage-weights-") as folder:
+                log_stage_weights(model, stage.name, folder)
             best = checkpoints.best
 
     if names[-1] != method.stage_names[-1]:

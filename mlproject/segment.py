@@ -125,8 +125,11 @@ def train_segmentation(
     validation_images = load_labelled(splits.validation, scale)
 
     run_id = mlflow.active_run().info.run_id
-    checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor=monitor, mode=mode)
-    trained = train_segmentation_model(config, training_images, validation_images, encoder_model, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks])
+    with scratch_dir("checkpoints-") as folder:
+        checkpoints = CheckpointLogger(run_id, folder, monitor=monitor, mode=mode)
+        trained = train_segmentation_model(
+            config, training_images, validation_images, encoder_model, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *callbacks],
+        )
     model, history = trained.model, trained.history
     figure = learning_curves_figure({k: v for k, v in history.history.items() if k != "learning_rate"}, title="Segmentation training")
     mlflow.log_figure(figure, "figures/learning_curves.png")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
-import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import mlflow
 
@@ -60,14 +59,15 @@ def log_json(content: Any, artifact_file: str) -> None:
     mlflow.log_text(content if isinstance(content, str) else json.dumps(content, indent=2), artifact_file)
 
 
-def scratch_dir(prefix: str) -> Path:
-    """Create a temporary folder for checkpoints and figures before they are logged.
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """Yield a temporary folder for files that are logged before the block ends, then remove it.
 
-    The folder is removed when the interpreter exits, after the run has logged its files.
+    A ``tune`` search trains many runs in one process, so each run's checkpoints must go
+    when that run has logged them, not when the process exits.
     """
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return folder
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
 
 
 def set_seed(seed: int) -> None:

@@ -273,10 +273,11 @@ def train_pretrain_task(spec: dict, clock) -> dict:
                     log_config(config, {"stage": stage_name})
                 _, model, datasets = build_method_model(spec, config, images)
                 run_id = mlflow.active_run().info.run_id
-                checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-                fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock])
-                with run_clock.measure("run_end_seconds"):
-                    log_stage_weights(model, stage_name, scratch_dir("stage-weights-"))
+                with scratch_dir("checkpoints-") as folder:
+                    checkpoints = CheckpointLogger(run_id, folder, monitor="val_loss")
+                    fit_method_model(model, datasets, config, callbacks=[MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock])
+                with run_clock.measure("run_end_seconds"), scratch_dir("stage-weights-") as folder:
+                    log_stage_weights(model, stage_name, folder)
             encoder = model.encoder if stage_name == method.stage_names[-1] else None
 
         result = {"jit_compile": bool(clock.model.jit_compile)}
@@ -355,9 +356,10 @@ def train_segment_task(spec: dict, clock) -> dict:
         training_images, validation_images = load_labelled(splits.labelled, scale, progress=False), load_labelled(splits.validation, scale, progress=False)
 
         run_id = mlflow.active_run().info.run_id
-        checkpoints = CheckpointLogger(run_id, scratch_dir("checkpoints-"), monitor="val_loss")
-        callbacks = [MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock]
-        trained = train_segmentation_model(config, training_images, validation_images, None, callbacks=callbacks)
+        with scratch_dir("checkpoints-") as folder:
+            checkpoints = CheckpointLogger(run_id, folder, monitor="val_loss")
+            callbacks = [MlflowMetricsLogger(run_id), checkpoints, *mode_callbacks(mode), clock]
+            trained = train_segmentation_model(config, training_images, validation_images, None, callbacks=callbacks)
 
         with run_clock.measure("run_end_seconds"):
             info = log_keras_model(trained.model, "model", segmentation_signature(trained.model))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import tempfile
 
 import keras
 import mlflow
@@ -14,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tracking.callbacks import CheckpointLogger
+from tracking.runs import scratch_dir
 
 
 class FailingUploadClient(MlflowClient):
@@ -65,18 +63,11 @@ def test_upload_failure_stops_training(tracking_store, tmp_path):
             model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=8, callbacks=[checkpoints], verbose=0)
 
 
-def test_scratch_dir_removed_at_exit(tmp_path):
-    # Checkpoints of every run would otherwise pile up in the temporary folder.
-    script = (
-        "from tracking.runs import scratch_dir\n"
-        "folder = scratch_dir('checkpoints-')\n"
-        "(folder / 'last.weights.h5').write_bytes(b'0' * 16)\n"
-        "print(folder)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
-        cwd=Path(__file__).resolve().parents[2], env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
-    folder = Path(result.stdout.strip())
-    assert folder.parent == tmp_path
+def test_scratch_dir_removed_after_block(tmp_path, monkeypatch):
+    # A tune search trains many runs in one process, so each run's checkpoints go at once.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with scratch_dir("checkpoints-") as folder:
+        (folder / "last.weights.h5").write_bytes(b"0" * 16)
+        assert folder.parent == tmp_path
+        assert folder.name.startswith("checkpoints-")
     assert not folder.exists()
