@@ -130,7 +130,7 @@ class CropSampler:
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Yield endless batches of ``batch_size`` crops, the same crops in the same order as iterating."""
         while True:
-            yield np.stack([self.sample() for _ in range(batch_size)])
+            yield self.fixed_set(batch_size)
 
     def fixed_set(self, count: int) -> np.ndarray:
         return np.stack([self.sample() for _ in range(count)])
